@@ -1,0 +1,376 @@
+"""Perplexity-family signals from one causal LM.
+
+Per text: mean token log-likelihood and its spread, mean log-rank, mean predictive entropy,
+the Fast-DetectGPT analytic sampling-discrepancy criterion (Bao et al. 2024), a
+Binoculars-style ratio of log-perplexity to the model's own cross-entropy (Hans et al.
+2024, with one model as observer and performer), Min-K% probability, GLTR-style rank
+fractions, and per-sentence scores so a report can show which spans look machine-written.
+
+The hot spot is the vocabulary: 49k logits per token. The transformer body runs on
+length-sorted, token-budgeted batches; the LM head then runs only on real (non-padding)
+positions, in chunks, and one fused kernel reduces each chunk's logits to the handful of
+per-token statistics the signals need, so no full-vocabulary float32 tensor is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors.base import SCORE, Detector, register
+from detectors.store import EMBEDDED_LM, resolve_causal_lm
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (
+    "n_tokens",
+    "ll_mean",
+    "ll_std",
+    "logrank_mean",
+    "entropy_mean",
+    "fast_detectgpt",
+    "binoculars",
+    "min_k_prob",
+    "rank1_frac",
+    "rank10_frac",
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n+")
+
+
+def token_statistics(logits, targets):
+    """Per-position statistics from raw logits ``[N, V]`` and target ids ``[N]``.
+
+    Returns float32 ``[N]`` tensors: log-likelihood of the target, expected log-probability
+    under the model (minus the entropy), expected squared log-probability, and the
+    0-based rank of the target.
+    """
+    import torch
+
+    logits = logits.float()
+    log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+    log_probs = logits - log_norm
+    probs = log_probs.exp()
+    weighted = probs * log_probs
+    expected = weighted.sum(-1)
+    expected_sq = (weighted * log_probs).sum(-1)
+    target_logit = logits.gather(-1, targets.unsqueeze(-1))
+    rank = (logits > target_logit).sum(-1)
+    return (target_logit - log_norm).squeeze(-1), expected, expected_sq, rank.float()
+
+
+@dataclass
+class _Encoded:
+    ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+    truncated: list[bool]
+
+
+@register
+class PerplexityDetector(Detector):
+    """Zero-shot signals from a causal LM given by local path or hub id.
+
+    ``fit`` learns only a logistic map from ``criterion`` to ``score``; the signals
+    themselves need no training.
+    """
+
+    name = "perplexity"
+    version = "1"
+
+    def __init__(
+        self,
+        model: str = EMBEDDED_LM,
+        max_tokens: int = 256,
+        batch_tokens: int = 8192,
+        head_chunk: int = 1024,
+        min_k: float = 0.2,
+        criterion: str = "fast_detectgpt",
+        device: str = "auto",
+        dtype: str = "auto",
+        compile: str = "auto",
+        spans: bool = True,
+        embeddings: bool = False,
+        cache_dir: str | None = None,
+    ):
+        self.model = model
+        self.max_tokens = max_tokens
+        self.batch_tokens = batch_tokens
+        self.head_chunk = head_chunk
+        self.min_k = min_k
+        self.criterion = criterion
+        self.device = device
+        self.dtype = dtype
+        self.compile = compile
+        self.spans = spans
+        self.embeddings = embeddings
+        self.cache_dir = cache_dir
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> PerplexityDetector:
+        if getattr(self, "_lm", None) is not None:
+            return self
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = resolve_causal_lm(self.model, Path(self.cache_dir) if self.cache_dir else None)
+        self.device_ = _pick_device(self.device)
+        self.torch_dtype_ = _pick_dtype(self.dtype, self.device_)
+        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=self.torch_dtype_)
+        lm.eval().to(self.device_)
+        self._lm = lm
+        self._body = lm.base_model
+        self._head = lm.get_output_embeddings()
+        self._prefix_id = _document_prefix_id(self._tokenizer)
+        self._stats_fn = _compiled_statistics(self.compile, self.device_)
+        self.model_path_ = path
+        log.info("loaded %s on %s as %s", path, self.device_, self.torch_dtype_)
+        return self
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        self.setup()
+        return {
+            "model": self.model,
+            "path": self.model_path_,
+            "device": str(self.device_),
+            "dtype": str(self.torch_dtype_).removeprefix("torch."),
+            "n_parameters": int(sum(p.numel() for p in self._lm.parameters())),
+        }
+
+    # ------------------------------------------------------------------ scoring
+    def _score_valid(self, texts: list[str]) -> pd.DataFrame:
+        self.setup()
+        encoded = self._encode(texts)
+        per_token, pooled = self.token_signals(encoded.ids)
+        rows = [self._aggregate(stats) for stats in per_token]
+        frame = pd.DataFrame(rows, columns=list(SIGNALS))
+        if self.embeddings:
+            frame["lm_embedding"] = list(pooled)
+        frame["token_truncated"] = encoded.truncated
+        if self.spans:
+            frame["spans"] = [
+                _sentence_spans(text, offsets, stats)
+                for text, offsets, stats in zip(texts, encoded.offsets, per_token, strict=True)
+            ]
+        frame[SCORE] = self._to_score(frame)
+        return frame
+
+    def _empty_frame(self) -> pd.DataFrame:
+        columns = [*SIGNALS, "token_truncated", *(["spans"] if self.spans else []), SCORE]
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+
+    def _encode(self, texts: list[str]) -> _Encoded:
+        enc = self._tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets, truncated = [], [], []
+        for row_ids, row_offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+            truncated.append(len(row_ids) > self.max_tokens)
+            ids.append(row_ids[: self.max_tokens])
+            offsets.append(row_offsets[: self.max_tokens])
+        return _Encoded(ids, offsets, truncated)
+
+    def token_signals(self, token_ids: list[list[int]]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per text, a ``[4, n_tokens]`` array (log-likelihood, expected log-prob, expected
+        squared log-prob and rank of each token given the ones before it), and the LM's
+        final hidden state mean-pooled over each text's tokens, ``[n_texts, hidden]``."""
+        import torch
+
+        self.setup()
+        stats: list[np.ndarray | None] = [None] * len(token_ids)
+        pooled = np.zeros((len(token_ids), self._lm.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for batch in _length_batches(token_ids, self.batch_tokens):
+                batch_stats, batch_pooled = self._batch_statistics([token_ids[i] for i in batch])
+                pooled[batch] = batch_pooled
+                for i, arr in zip(batch, batch_stats, strict=True):
+                    stats[i] = arr
+        return stats, pooled  # type: ignore[return-value]
+
+    def _batch_statistics(self, batch_ids: list[list[int]]) -> tuple[list[np.ndarray], np.ndarray]:
+        import torch
+
+        lengths = [len(ids) for ids in batch_ids]
+        width = max(lengths) + 1
+        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        inputs = torch.full((len(batch_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+        for row, ids in enumerate(batch_ids):
+            inputs[row, 0] = self._prefix_id
+            inputs[row, 1 : len(ids) + 1] = torch.tensor(ids, dtype=torch.long)
+            mask[row, : len(ids) + 1] = 1
+        inputs, mask = inputs.to(self.device_), mask.to(self.device_)
+        hidden = self._body(input_ids=inputs, attention_mask=mask).last_hidden_state
+        # Position t predicts token t+1: keep positions whose next token is real text.
+        predicts_text = mask[:, 1:].bool()
+        positions = hidden[:, :-1][predicts_text]
+        targets = inputs[:, 1:][predicts_text]
+        columns = []
+        for start in range(0, positions.shape[0], self.head_chunk):
+            logits = self._head(positions[start : start + self.head_chunk])
+            columns.append(torch.stack(self._stats_fn(logits, targets[start : start + self.head_chunk])))
+        flat = torch.cat(columns, dim=1).float().cpu().numpy()
+        text_mask = mask[:, 1:].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden[:, 1:] * text_mask).sum(1).float() / text_mask.sum(1).float()
+        return np.split(flat, np.cumsum(lengths)[:-1], axis=1), pooled.cpu().numpy()
+
+    def _aggregate(self, stats: np.ndarray) -> dict[str, float]:
+        ll, expected, expected_sq, rank = stats.astype(np.float64)
+        n = ll.shape[0]
+        variance = np.clip(expected_sq - expected**2, 1e-6, None)
+        entropy_mean = float(-expected.mean())
+        k = max(1, math.ceil(self.min_k * n))
+        return {
+            "n_tokens": n,
+            "ll_mean": float(ll.mean()),
+            "ll_std": float(ll.std()),
+            "logrank_mean": float(np.log1p(rank).mean()),
+            "entropy_mean": entropy_mean,
+            "fast_detectgpt": float((ll.sum() - expected.sum()) / math.sqrt(variance.sum())),
+            "binoculars": float(-ll.mean() / max(entropy_mean, 1e-6)),
+            "min_k_prob": float(np.sort(ll)[:k].mean()),
+            "rank1_frac": float((rank < 1).mean()),
+            "rank10_frac": float((rank < 10).mean()),
+        }
+
+    # ------------------------------------------------------------- score mapping
+    def fit(self, texts, labels=None) -> PerplexityDetector:
+        """Learn a logistic map from ``criterion`` to ``score`` (labels: 1 = LLM-written)."""
+        if labels is None:
+            return self
+        from sklearn.linear_model import LogisticRegression
+
+        frame = self.score(texts)
+        usable = frame[self.criterion].notna().to_numpy()
+        x = frame.loc[usable, [self.criterion]].to_numpy()
+        y = np.asarray(labels)[usable]
+        model = LogisticRegression().fit(x, y)
+        self.coef_ = float(model.coef_[0, 0])
+        self.intercept_ = float(model.intercept_[0])
+        return self
+
+    def _to_score(self, frame: pd.DataFrame) -> np.ndarray:
+        # Unfitted default: Fast-DetectGPT's criterion is ~0 for human text and grows with
+        # machine-likeness; a logistic centred at 2 puts typical human text low.
+        coef = getattr(self, "coef_", 1.5)
+        intercept = getattr(self, "intercept_", -3.0)
+        z = coef * frame[self.criterion].to_numpy(dtype=float) + intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _length_batches(token_ids: list[list[int]], batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest-first so each padded batch holds about ``batch_tokens``."""
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    batches, current, width = [], [], 0
+    for i in order:
+        length = len(token_ids[i]) + 1
+        width = max(width, length)
+        if current and width * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, width = [], length
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _sentence_spans(text: str, offsets: list[tuple[int, int]], stats: np.ndarray) -> list[dict[str, Any]]:
+    """Per sentence: character span in ``text``, tokens scored, mean log-likelihood and a
+    Fast-DetectGPT z-score restricted to that sentence's tokens."""
+    if not offsets:
+        return []
+    bounds = [0] + [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+    token_starts = np.array([start for start, _ in offsets])
+    sentence_of_token = np.searchsorted(np.array(bounds[1:-1]), token_starts, side="right")
+    ll, expected, expected_sq, _ = stats.astype(np.float64)
+    variance = np.clip(expected_sq - expected**2, 1e-6, None)
+    spans = []
+    for sentence in np.unique(sentence_of_token):
+        sel = sentence_of_token == sentence
+        start = int(bounds[sentence])
+        end = int(bounds[sentence + 1]) if sentence + 1 < len(bounds) else len(text)
+        spans.append(
+            {
+                "start": start,
+                "end": min(end, int(offsets[np.flatnonzero(sel)[-1]][1])),
+                "n_tokens": int(sel.sum()),
+                "ll_mean": round(float(ll[sel].mean()), 4),
+                "fast_detectgpt": round(float((ll[sel] - expected[sel]).sum() / math.sqrt(variance[sel].sum())), 4),
+            }
+        )
+    return spans
+
+
+def _pick_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def _pick_dtype(dtype: str, device):
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def _document_prefix_id(tokenizer) -> int:
+    """The token a document starts after, so that its first real token is scored too."""
+    vocab = tokenizer.get_vocab()
+    for token in ("<|endoftext|>", tokenizer.bos_token, tokenizer.eos_token):
+        if token is not None and token in vocab:
+            return int(vocab[token])
+    return 0
+
+
+def _compiled_statistics(mode: str, device):
+    """``token_statistics`` fused by torch.compile when a compiler is available.
+
+    Eagerly, each reduction sweeps the [chunk, vocab] logits again (~8 sweeps); the fused
+    kernel makes one or two, which is ~8x faster on CPU. Falls back to eager on failure.
+    """
+    if mode == "never" or (mode == "auto" and not _compiler_available(device)):
+        return token_statistics
+    import torch
+
+    compiled = torch.compile(token_statistics, dynamic=True)
+    state = {"fn": compiled}
+
+    def run(logits, targets):
+        try:
+            return state["fn"](logits, targets)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
+            if state["fn"] is token_statistics:
+                raise
+            log.warning("torch.compile failed (%s); using the eager kernel", exc)
+            state["fn"] = token_statistics
+            return token_statistics(logits, targets)
+
+    return run
+
+
+def _compiler_available(device) -> bool:
+    import shutil as _shutil
+
+    if device.type == "cuda":
+        return True
+    return _shutil.which("g++") is not None or _shutil.which("c++") is not None
