@@ -17,12 +17,16 @@ class Settings(BaseSettings):
 
     cache_dir: Path = Field(default_factory=default_cache_dir, description="models, indexes and the embedded database")
     model_dir: Path | None = Field(None, description="trained detector bundle; default: the one shipped in the package")
-    lm: str = Field(EMBEDDED_LM, description="causal LM for perplexity signals: local path, hub id or the embedded name")
+    lm: str = Field(
+        EMBEDDED_LM, description="causal LM for perplexity signals: local path, hub id or the embedded name"
+    )
     max_tokens: int = Field(256, ge=8, description="tokens scored per text; longer texts are truncated")
     batch_tokens: int = Field(8192, ge=256, description="padded tokens per LM batch")
     device: str = "auto"
     dtype: str = "auto"
-    reference_index: str | None = Field(None, description="near-duplicate reference index: file path or redis://host:port/db#name")
+    reference_index: str | None = Field(
+        None, description="near-duplicate reference index: file path or redis://host:port/db#name"
+    )
     dedup_threshold: float = Field(0.4, gt=0, le=1, description="Jaccard similarity that counts as a near-duplicate")
     chunk_rows: int = Field(512, ge=1, description="rows scored per step (progress and resume granularity)")
 

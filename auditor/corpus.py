@@ -41,15 +41,22 @@ _ABSTRACT_HEADER = re.compile(r"^Abstract:\s*\n+")
 
 
 def datasets_dir() -> Path:
+    """``$AUDITOR_DATASETS_DIR``, else ``shared/datasets`` beside the project (or beside the
+    current directory), else the workplace's ``/work/shared/datasets`` (where CI clones run)."""
     env = os.environ.get(DATASETS_ENV)
     if env:
         return Path(env)
     here = Path(__file__).resolve().parents[1]
-    for candidate in (here.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"):
+    candidates = (
+        here.parent / "shared" / "datasets",
+        Path.cwd().parent / "shared" / "datasets",
+        Path("/work/shared/datasets"),
+    )
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
-        f"shared datasets not found next to the project; set {DATASETS_ENV} to the folder holding them"
+        f"shared datasets not found (looked in {', '.join(map(str, candidates))}); set {DATASETS_ENV} to their folder"
     )
 
 
@@ -153,3 +160,17 @@ def _domain(dataset: str, row: dict) -> str:
     if dataset == "hc3_plus_si":
         return "hc3_plus_si_mixed"
     return row["domain"]
+
+
+def stratified_sample(
+    corpus: pd.DataFrame, cap: int = 500, large_cells: dict[str, int] | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """At most ``cap`` rows per (dataset, domain, generator) cell, so that no single source
+    dominates training; evaluation-only domains are kept whole. ``large_cells`` raises
+    the cap for datasets that have a single domain (default: hc3_plus_si 2000)."""
+    large_cells = {"hc3_plus_si": 2000} if large_cells is None else large_cells
+    parts = []
+    for (dataset, _, _), cell in corpus.groupby(["dataset", "domain", "generator"], sort=True):
+        limit = len(cell) if (cell["split"] == "eval").all() else large_cells.get(dataset, cap)
+        parts.append(cell.sample(n=min(limit, len(cell)), random_state=seed))
+    return pd.concat(parts).sort_values("id").reset_index(drop=True)

@@ -19,7 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd"}
 ROW_COLUMN = "_row"  # 1-based position of the record in its file (data rows; a CSV header is not counted)
 csv.field_size_limit(1 << 30)
@@ -38,7 +46,11 @@ class RowProblem:
     kind: str = "unreadable_row"
 
     def __str__(self) -> str:
-        where = self.path + (f", row {self.row}" if self.row is not None else "") + (f", column {self.column!r}" if self.column else "")
+        where = (
+            self.path
+            + (f", row {self.row}" if self.row is not None else "")
+            + (f", column {self.column!r}" if self.column else "")
+        )
         return f"{where}: {self.message}"
 
 
@@ -85,11 +97,25 @@ def _decoded_lines(path: Path, compression: str | None, problems: list[RowProble
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     problems.append(
-                        RowProblem(str(path), line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start}); read as Windows-1252", "encoding")
+                        RowProblem(
+                            str(path),
+                            line_no,
+                            None,
+                            f"not valid UTF-8 ({exc.reason} at byte {exc.start}); read as Windows-1252",
+                            "encoding",
+                        )
                     )
                     yield raw.decode("cp1252", errors="replace")
         except (OSError, EOFError) as exc:  # truncated gzip/zstd stream
-            problems.append(RowProblem(str(path), line_no + 1, None, f"file ends early or is corrupt after line {line_no}: {exc}", "truncated_file"))
+            problems.append(
+                RowProblem(
+                    str(path),
+                    line_no + 1,
+                    None,
+                    f"file ends early or is corrupt after line {line_no}: {exc}",
+                    "truncated_file",
+                )
+            )
 
 
 def read_columns(path: str | Path) -> list[str]:
@@ -139,7 +165,9 @@ def require_columns(path: str | Path, wanted: dict[str, str | None]) -> None:
         raise InputError(f"{path}: no such column: {said}. Columns in this file: {', '.join(map(repr, available))}")
 
 
-def iter_batches(path: str | Path, columns: Sequence[str] | None = None, batch_rows: int = 10_000) -> Iterator[tuple[pd.DataFrame, list[RowProblem]]]:
+def iter_batches(
+    path: str | Path, columns: Sequence[str] | None = None, batch_rows: int = 10_000
+) -> Iterator[tuple[pd.DataFrame, list[RowProblem]]]:
     """Yield (rows, problems) batches. Every frame has a ``_row`` column (1-based record number)."""
     path = Path(path)
     fmt, compression = describe_format(path)
@@ -199,7 +227,9 @@ def _csv_batches(path, compression, delimiter, columns, batch_rows):
             continue
         if len(values) != len(header):
             problems.append(
-                RowProblem(str(path), row, None, f"has {len(values)} fields, the header has {len(header)}", "wrong_field_count")
+                RowProblem(
+                    str(path), row, None, f"has {len(values)} fields, the header has {len(header)}", "wrong_field_count"
+                )
             )
             if len(values) < len(header):
                 continue
@@ -233,7 +263,10 @@ def _jsonl_batches(path, compression, columns, batch_rows):
         if len(records) >= batch_rows:
             yield pd.DataFrame.from_records(records), _take(problems)
             records = []
-    yield pd.DataFrame.from_records(records, columns=[*(columns or []), ROW_COLUMN] if not records else None), _take(problems)
+    yield (
+        pd.DataFrame.from_records(records, columns=[*(columns or []), ROW_COLUMN] if not records else None),
+        _take(problems),
+    )
 
 
 def _json_array_batches(path, compression, columns, batch_rows):
@@ -256,7 +289,10 @@ def _json_array_batches(path, compression, columns, batch_rows):
         records.append({**record, ROW_COLUMN: row})
     for start in range(0, max(len(records), 1), batch_rows):
         chunk = records[start : start + batch_rows]
-        yield pd.DataFrame.from_records(chunk, columns=None if chunk else [*(columns or []), ROW_COLUMN]), _take(problems)
+        yield (
+            pd.DataFrame.from_records(chunk, columns=None if chunk else [*(columns or []), ROW_COLUMN]),
+            _take(problems),
+        )
 
 
 def _parquet_batches(path, columns, batch_rows):
@@ -274,9 +310,18 @@ def _parquet_batches(path, columns, batch_rows):
             table = parquet.read_row_group(group, columns=wanted)
         except Exception as exc:  # noqa: BLE001 - a corrupt row group loses only its rows
             n = parquet.metadata.row_group(group).num_rows
-            yield pd.DataFrame(columns=[*(wanted or names), ROW_COLUMN]), [
-                RowProblem(str(path), row + 1, None, f"row group {group} ({n} rows from row {row + 1}) unreadable: {exc}", "unreadable_row_group")
-            ]
+            yield (
+                pd.DataFrame(columns=[*(wanted or names), ROW_COLUMN]),
+                [
+                    RowProblem(
+                        str(path),
+                        row + 1,
+                        None,
+                        f"row group {group} ({n} rows from row {row + 1}) unreadable: {exc}",
+                        "unreadable_row_group",
+                    )
+                ],
+            )
             row += n
             continue
         for start in range(0, table.num_rows, batch_rows):
@@ -313,5 +358,7 @@ def _flatten_nested(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == object and frame[column].map(lambda v: isinstance(v, list | dict)).any():
-            frame[column] = frame[column].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v)
+            frame[column] = frame[column].map(
+                lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v
+            )
     return frame

@@ -194,9 +194,7 @@ def same_after_alnum(a: str, b: str) -> bool:
     return normalise(a, "alnum") == normalise(b, "alnum")
 
 
-def hard_negative_pairs(
-    texts: list[ShortText], n: int, rng: random.Random
-) -> tuple[list[tuple[str, str]], int]:
+def hard_negative_pairs(texts: list[ShortText], n: int, rng: random.Random) -> tuple[list[tuple[str, str]], int]:
     """Two different texts from one seed. Pairs equal up to case and punctuation are copies,
     not paraphrases, and are left out (their number is returned)."""
     groups: dict[str, list[str]] = {}
@@ -225,11 +223,7 @@ def random_negative_pairs(texts: list[ShortText], n: int, rng: random.Random) ->
 
 
 def word_vocabulary(texts: list[ShortText], rng: random.Random, size: int = 5000) -> list[str]:
-    words = {
-        w.lower()
-        for t in rng.sample(texts, min(len(texts), 5000))
-        for w in re.findall(r"[A-Za-z]{3,10}", t.text)
-    }
+    words = {w.lower() for t in rng.sample(texts, min(len(texts), 5000)) for w in re.findall(r"[A-Za-z]{3,10}", t.text)}
     return rng.sample(sorted(words), min(size, len(words)))
 
 
@@ -237,9 +231,7 @@ def build_pairs(texts: list[ShortText], n_pairs: int, seed: int) -> PairSet:
     rng = random.Random(seed)
     bases = pick_bases(texts, n_pairs, rng)
     edits = edit_types(word_vocabulary(texts, rng))
-    positives = {
-        name: [(base, clean_text(edit(base, rng))) for base in bases] for name, edit in edits.items()
-    }
+    positives = {name: [(base, clean_text(edit(base, rng))) for base in bases] for name, edit in edits.items()}
     hard, hard_copies = hard_negative_pairs(texts, n_pairs, rng)
     random_pairs = random_negative_pairs(texts, n_pairs, rng)
     background = [t.text for t in rng.sample(texts, BACKGROUND_TEXTS)]
@@ -359,9 +351,7 @@ def with_lsh(
 ) -> OperatingPoint:
     found = lsh_recall(hasher, [p[:lsh_pairs] for p in pairs.positives.values()], point.threshold)
     same_pairs = np.concatenate([s[:lsh_pairs] for s in scores.positive.values()])
-    return replace(
-        point, lsh_recall=found, exact_recall_same_pairs=float(np.mean(same_pairs >= point.threshold))
-    )
+    return replace(point, lsh_recall=found, exact_recall_same_pairs=float(np.mean(same_pairs >= point.threshold)))
 
 
 def evaluate(config: tuple[str, str, int], pairs: PairSet, fixed: float, lsh_pairs: int) -> ConfigResult:
@@ -436,8 +426,7 @@ def describe_data(pairs: PairSet, n_texts: int, lsh_pairs: int) -> list[str]:
         f"- Hard negatives: {len(pairs.hard)} pairs of different texts written from one worker_vs_gpt "
         f"seed ({copies} drawn pairs equal up to case/punctuation were left out as copies). "
         f"Random negatives: {len(pairs.random)} pairs.",
-        "- AUROC: exact Jaccard, all positives vs hard negatives. "
-        "Recall and FPR (in %): exact Jaccard ≥ threshold.",
+        "- AUROC: exact Jaccard, all positives vs hard negatives. Recall and FPR (in %): exact Jaccard ≥ threshold.",
         f"- LSH recall (%): of the first {min(lsh_pairs, len(bases))} pairs of each edit type, those "
         f"`cluster_near_duplicates` puts in one cluster (batches of {LSH_BATCH_PAIRS} bases + copies; "
         "bands×rows as datasketch picks them in `detectors.reference._lsh_params`); "

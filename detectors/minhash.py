@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash
 
 from detectors.base import SCORE, Detector, register
 
@@ -107,7 +107,9 @@ class Signatures:
 class MinHasher:
     """Vectorised MinHash over character or word n-gram shingles of normalised text."""
 
-    def __init__(self, num_perm: int = 128, seed: int = 1, shingle: str = "char", n: int = 5, normalisation: str = "alnum"):
+    def __init__(
+        self, num_perm: int = 128, seed: int = 1, shingle: str = "char", n: int = 5, normalisation: str = "alnum"
+    ):
         if shingle not in ("char", "word"):
             raise ValueError(f"shingle must be 'char' or 'word', not {shingle!r}")
         self.num_perm, self.seed, self.shingle, self.n, self.normalisation = num_perm, seed, shingle, n, normalisation
@@ -207,7 +209,9 @@ def _word_hashes(words: list[str]) -> np.ndarray:
         return np.add.reduceat(codes * powers[exponent], starts, dtype=np.uint32)
 
 
-def _rolling_shingles(codes: np.ndarray, lengths: np.ndarray, n: int, separators: np.ndarray | None = None) -> list[np.ndarray]:
+def _rolling_shingles(
+    codes: np.ndarray, lengths: np.ndarray, n: int, separators: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Sorted unique hashes of every length-``n`` window inside each document of a
     separator-joined sequence; a document shorter than ``n`` is one shingle, itself whole."""
     total = len(codes)
@@ -395,6 +399,15 @@ class NearDuplicateDetector(Detector):
         return frame
 
     def _empty_frame(self) -> pd.DataFrame:
-        columns = ["dup_cluster", "dup_cluster_size", "dup_nearest", "dup_jaccard", "ref_key", "ref_jaccard",
-                   "ref_label", "ref_source", SCORE]
+        columns = [
+            "dup_cluster",
+            "dup_cluster_size",
+            "dup_nearest",
+            "dup_jaccard",
+            "ref_key",
+            "ref_jaccard",
+            "ref_label",
+            "ref_source",
+            SCORE,
+        ]
         return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})

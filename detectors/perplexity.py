@@ -96,6 +96,7 @@ class PerplexityDetector(Detector):
         compile: str = "auto",
         spans: bool = True,
         embeddings: bool = False,
+        pool_layers: tuple[int, ...] = (16, -1),
         cache_dir: str | None = None,
     ):
         self.model = model
@@ -109,13 +110,13 @@ class PerplexityDetector(Detector):
         self.compile = compile
         self.spans = spans
         self.embeddings = embeddings
+        self.pool_layers = pool_layers
         self.cache_dir = cache_dir
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> PerplexityDetector:
         if getattr(self, "_lm", None) is not None:
             return self
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = resolve_causal_lm(self.model, Path(self.cache_dir) if self.cache_dir else None)
@@ -183,7 +184,8 @@ class PerplexityDetector(Detector):
 
         self.setup()
         stats: list[np.ndarray | None] = [None] * len(token_ids)
-        pooled = np.zeros((len(token_ids), self._lm.config.hidden_size), dtype=np.float32)
+        width = self._lm.config.hidden_size * len(self.pool_layers) if self.embeddings else 0
+        pooled = np.zeros((len(token_ids), width), dtype=np.float32)
         with torch.inference_mode():
             for batch in _length_batches(token_ids, self.batch_tokens):
                 batch_stats, batch_pooled = self._batch_statistics([token_ids[i] for i in batch])
@@ -205,7 +207,8 @@ class PerplexityDetector(Detector):
             inputs[row, 1 : len(ids) + 1] = torch.tensor(ids, dtype=torch.long)
             mask[row, : len(ids) + 1] = 1
         inputs, mask = inputs.to(self.device_), mask.to(self.device_)
-        hidden = self._body(input_ids=inputs, attention_mask=mask).last_hidden_state
+        output = self._body(input_ids=inputs, attention_mask=mask, output_hidden_states=self.embeddings)
+        hidden = output.last_hidden_state
         # Position t predicts token t+1: keep positions whose next token is real text.
         predicts_text = mask[:, 1:].bool()
         positions = hidden[:, :-1][predicts_text]
@@ -215,9 +218,19 @@ class PerplexityDetector(Detector):
             logits = self._head(positions[start : start + self.head_chunk])
             columns.append(torch.stack(self._stats_fn(logits, targets[start : start + self.head_chunk])))
         flat = torch.cat(columns, dim=1).float().cpu().numpy()
-        text_mask = mask[:, 1:].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden[:, 1:] * text_mask).sum(1).float() / text_mask.sum(1).float()
-        return np.split(flat, np.cumsum(lengths)[:-1], axis=1), pooled.cpu().numpy()
+        pooled = (
+            self._pool(output.hidden_states, mask) if self.embeddings else np.zeros((len(batch_ids), 0), np.float32)
+        )
+        return np.split(flat, np.cumsum(lengths)[:-1], axis=1), pooled
+
+    def _pool(self, hidden_states, mask) -> np.ndarray:
+        """Mean over each text's tokens of the chosen layers' hidden states, concatenated.
+        A middle layer separates human from LLM text better than the last one (measured
+        in benchmarks/detection.py); the last adds a little on top."""
+        text_mask = mask[:, 1:].unsqueeze(-1).float()
+        count = text_mask.sum(1)
+        layers = [hidden_states[layer][:, 1:].float() for layer in self.pool_layers]
+        return np.concatenate([((h * text_mask).sum(1) / count).cpu().numpy() for h in layers], axis=1)
 
     def _aggregate(self, stats: np.ndarray) -> dict[str, float]:
         ll, expected, expected_sq, rank = stats.astype(np.float64)

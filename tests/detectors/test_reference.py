@@ -47,9 +47,7 @@ def reference_entries(shared_datasets) -> list[ReferenceEntry]:
     """Forty real ChatGPT answers of 1-3 sentences, as a reference set of known LLM outputs."""
     rows = read_jsonl(shared_datasets / "hc3_plus_si" / "hc3_plus_si_en_val.jsonl")
     picked = [
-        (line, row)
-        for line, row in enumerate(rows)
-        if row["label"] == "machine" and 100 <= len(row["text"]) <= 350
+        (line, row) for line, row in enumerate(rows) if row["label"] == "machine" and 100 <= len(row["text"]) <= 350
     ]
     picked = random.Random(0).sample(picked, 40)
     return [ReferenceEntry(f"hc3:{line}", row["text"], "machine", "hc3_plus_si") for line, row in picked]
@@ -169,9 +167,7 @@ def test_verified_matches_reach_the_threshold(location, reference_entries, unrel
     index = open_reference_index(location, MinHasher(), THRESHOLD)
     index.add(reference_entries)
     # Replacing ever more words walks the similarity down through the threshold.
-    queries = [
-        with_words_replaced(e.text, fraction) for e in reference_entries for fraction in (0.1, 0.3, 0.5)
-    ]
+    queries = [with_words_replaced(e.text, fraction) for e in reference_entries for fraction in (0.1, 0.3, 0.5)]
     queries += unrelated_texts
     query_signatures = index.hasher.signatures(queries)
     reference_shingles = index.hasher.signatures([e.text for e in reference_entries]).shingles

@@ -1,0 +1,141 @@
+"""The operating threshold: chosen on human reference texts for a target false-positive
+rate, and stored next to the model with the error rates measured on held-out texts.
+
+The threshold is a conformal quantile of human scores: with ``n`` calibration texts it is
+the ``ceil((n + 1)(1 - alpha))``-th smallest score, which keeps the expected false-positive
+rate on exchangeable human text at or below ``alpha``. The held-out rates (with exact
+binomial intervals) are what audits use to correct flag rates into prevalence estimates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+from statsmodels.stats.proportion import proportion_confint
+
+from auditor.stats import ErrorRates, ScoreReference
+
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_SCHEMA = 1
+
+
+class Rate(BaseModel):
+    """k of n, with a 95% Clopper-Pearson interval."""
+
+    k: int
+    n: int
+    estimate: float
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Rate:
+        if n == 0:
+            return cls(k=0, n=0, estimate=float("nan"), ci_low=0.0, ci_high=1.0)
+        low, high = proportion_confint(k, n, alpha=0.05, method="beta")
+        return cls(k=int(k), n=int(n), estimate=k / n, ci_low=float(low), ci_high=float(high))
+
+
+class Calibration(BaseModel):
+    schema_version: int = CALIBRATION_SCHEMA
+    target_fpr: float
+    threshold: float
+    rule: str = "flag when llm_probability > threshold"
+    method: str = "conformal quantile of human calibration scores"
+    n_calibration_human: int
+    heldout_fpr: Rate
+    heldout_tpr: Rate | None = None
+    score_reference: dict | None = Field(
+        None, description="histograms of held-out human and LLM scores, for score-mixture prevalence estimates"
+    )
+    data: str = Field("", description="what the calibration and held-out texts were")
+    model: str = Field("", description="bundle the threshold belongs to")
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def error_rates(self) -> ErrorRates | None:
+        if self.heldout_tpr is None or self.heldout_tpr.n == 0 or self.heldout_fpr.n == 0:
+            return None
+        return ErrorRates(self.heldout_fpr.k, self.heldout_fpr.n, self.heldout_tpr.k, self.heldout_tpr.n)
+
+    def reference(self) -> ScoreReference | None:
+        return ScoreReference.from_dict(self.score_reference) if self.score_reference else None
+
+    def flags(self, probabilities: np.ndarray) -> np.ndarray:
+        p = np.asarray(probabilities, dtype=float)
+        return np.nan_to_num(p, nan=-np.inf) > self.threshold
+
+
+def conformal_threshold(human_scores: np.ndarray, target_fpr: float) -> float:
+    """Smallest threshold whose expected false-positive rate is at most ``target_fpr``."""
+    scores = np.sort(_scored(human_scores))
+    n = len(scores)
+    if n == 0:
+        raise ValueError("calibration needs human texts that could be scored")
+    rank = math.ceil((n + 1) * (1 - target_fpr))
+    if rank > n:
+        raise ValueError(
+            f"{n} human texts cannot support a false-positive rate of {target_fpr:g}: "
+            f"at least {math.ceil(1 / target_fpr) - 1} are needed"
+        )
+    return float(scores[rank - 1])
+
+
+def calibrate(
+    calibration_human: np.ndarray,
+    heldout_human: np.ndarray,
+    heldout_machine: np.ndarray | None = None,
+    target_fpr: float = 0.01,
+    data: str = "",
+    model: str = "",
+) -> Calibration:
+    """Set the threshold on ``calibration_human`` scores; measure the false-positive rate
+    on ``heldout_human`` and, if given, the true-positive rate on ``heldout_machine``."""
+    calibration_human, heldout_human = _scored(calibration_human), _scored(heldout_human)
+    threshold = conformal_threshold(calibration_human, target_fpr)
+    tpr = reference = None
+    if heldout_machine is not None:
+        machine = _scored(heldout_machine)
+        tpr = Rate.of(int((machine > threshold).sum()), len(machine))
+        if len(machine) and len(heldout_human):
+            reference = ScoreReference.from_scores(heldout_human, machine).to_dict()
+    return Calibration(
+        target_fpr=target_fpr,
+        threshold=threshold,
+        n_calibration_human=len(calibration_human),
+        heldout_fpr=Rate.of(int((heldout_human > threshold).sum()), len(heldout_human)),
+        heldout_tpr=tpr,
+        score_reference=reference,
+        data=data,
+        model=model,
+    )
+
+
+def split_human(scores: np.ndarray, heldout_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, held-out) halves of one set of human scores, at random."""
+    scores = _scored(scores)
+    order = np.random.default_rng(seed).permutation(len(scores))
+    n_heldout = int(round(len(scores) * heldout_fraction))
+    return scores[order[n_heldout:]], scores[order[:n_heldout]]
+
+
+def _scored(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=float)
+    return scores[~np.isnan(scores)]
+
+
+def save_calibration(calibration: Calibration, directory: Path) -> Path:
+    path = Path(directory) / CALIBRATION_FILE
+    path.write_text(calibration.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def load_calibration(directory: Path) -> Calibration | None:
+    path = Path(directory) / CALIBRATION_FILE
+    if not path.exists():
+        return None
+    return Calibration.model_validate(json.loads(path.read_text()))

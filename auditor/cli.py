@@ -1,0 +1,306 @@
+"""The ``auditor`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from auditor.config import get_settings
+from auditor.io import InputError, RowProblem, read_table, require_columns, write_table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
+reference_app = typer.Typer(no_args_is_help=True, help="The near-duplicate reference index.")
+app.add_typer(reference_app, name="reference")
+console = Console(stderr=True, soft_wrap=True)
+
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="trained bundle directory (default: the shipped model)")]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-model", help="load a bundle even if its file holds types outside the known-safe set")
+]
+TextColOpt = Annotated[str, typer.Option("--text-col", help="column holding the text")]
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[callable]:
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal and total < 1) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def report_problems(problems: list[RowProblem], limit: int = 10) -> None:
+    if not problems:
+        return
+    console.print(f"[yellow]{len(problems)} row(s) could not be read as given and were skipped or repaired:[/]")
+    for problem in problems[:limit]:
+        console.print(f"  {problem}", highlight=False)
+    if len(problems) > limit:
+        console.print(f"  ... and {len(problems) - limit} more")
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _scorer(model: Path | None, trust_model: bool, reference: bool = True):
+    from auditor.scoring import cached_scorer
+    from detectors.bundle import UntrustedModelFile
+
+    try:
+        with console.status("loading models"):
+            return cached_scorer(str(model) if model else None, trust_model, reference)
+    except (UntrustedModelFile, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+def _read_texts(path: Path, text_col: str, extra: dict[str, str | None] | None = None) -> pd.DataFrame:
+    try:
+        require_columns(path, {"--text-col": text_col, **(extra or {})})
+        frame, problems = read_table(path)
+    except InputError as exc:
+        fail(str(exc))
+    report_problems(problems)
+    return frame.drop(columns=["_row"])
+
+
+@app.command()
+def setup() -> None:
+    """Provision the embedded models into the cache directory (idempotent) and check they load."""
+    _quiet_libraries()
+    from detectors.bundle import default_bundle_dir, load_bundle
+    from detectors.store import EMBEDDED_LM, provision_smollm2
+
+    settings = get_settings()
+    with console.status(f"provisioning {EMBEDDED_LM} into {settings.cache_dir}"):
+        path = provision_smollm2(settings.cache_dir)
+    console.print(f"causal LM: {path}")
+    classifier = load_bundle(default_bundle_dir(), cache_dir=str(settings.cache_dir))
+    with console.status("loading the LM once"):
+        classifier.setup()
+    info = classifier.lm_.model_info
+    console.print(f"loaded {info['n_parameters'] / 1e6:.0f}M parameters on {info['device']} as {info['dtype']}")
+    console.print(f"classifier bundle: {default_bundle_dir()}")
+
+
+@app.command()
+def score(
+    input: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file (by extension)")],
+    text_col: TextColOpt,
+    out: Annotated[Path, typer.Option("--out", help="output file: CSV, JSONL or Parquet (by extension)")],
+    model: ModelOpt = None,
+    trust_model: TrustOpt = False,
+) -> None:
+    """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal."""
+    _quiet_libraries()
+    from auditor.io import describe_format
+    from auditor.scoring import FLAGGED, NotCalibrated, score_table
+
+    try:
+        describe_format(out)
+    except InputError as exc:
+        fail(f"--out {exc}")
+    frame = _read_texts(input, text_col)
+    scorer = _scorer(model, trust_model)
+    try:
+        scorer.require_calibration()
+    except NotCalibrated as exc:
+        fail(str(exc))
+    with progress_bar(f"scoring {input.name}", len(frame)) as advance:
+        scored = score_table(scorer, frame, text_col, get_settings().chunk_rows, advance)
+    write_table(scored, out)
+    skipped = scored["skip_reason"].notna().sum()
+    console.print(
+        f"scored {len(scored) - skipped} of {len(scored)} rows ({skipped} skipped, see skip_reason); "
+        f"{int(scored[FLAGGED].sum())} flagged -> {out}"
+    )
+
+
+@app.command()
+def calibrate(
+    human: Annotated[Path, typer.Option("--human", help="human-written reference texts (file)")],
+    text_col: TextColOpt,
+    machine: Annotated[
+        Path | None, typer.Option("--machine", help="LLM-written texts, to measure the true-positive rate")
+    ] = None,
+    target_fpr: Annotated[float, typer.Option("--target-fpr", min=0.0001, max=0.5)] = 0.01,
+    heldout_fraction: Annotated[
+        float, typer.Option(min=0.1, max=0.9, help="share of human texts kept to measure the false-positive rate")
+    ] = 0.5,
+    model: ModelOpt = None,
+    trust_model: TrustOpt = False,
+) -> None:
+    """Choose the operating threshold for a target false-positive rate and store it next to the model."""
+    _quiet_libraries()
+    from auditor.calibration import calibrate as run_calibration
+    from auditor.calibration import save_calibration, split_human
+
+    humans = _read_texts(human, text_col)
+    machines = _read_texts(machine, text_col) if machine else None
+    scorer = _scorer(model, trust_model, reference=False)
+    total = len(humans) + (len(machines) if machines is not None else 0)
+    with progress_bar("scoring calibration texts", total) as advance:
+        human_scores = _probabilities(scorer, humans[text_col].tolist(), advance)
+        machine_scores = _probabilities(scorer, machines[text_col].tolist(), advance) if machines is not None else None
+    try:
+        calibration_human, heldout_human = split_human(human_scores, heldout_fraction)
+        result = run_calibration(
+            calibration_human,
+            heldout_human,
+            machine_scores,
+            target_fpr,
+            data=f"human: {human}" + (f"; machine: {machine}" if machine else ""),
+            model=str(scorer.model_dir),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    path = save_calibration(result, scorer.model_dir)
+    scorer.calibration = result
+    tpr = f", TPR {result.heldout_tpr.estimate:.3f}" if result.heldout_tpr else ""
+    console.print(
+        f"threshold {result.threshold:.4f} for FPR {target_fpr:g}: held-out FPR {result.heldout_fpr.estimate:.4f} "
+        f"({result.heldout_fpr.k}/{result.heldout_fpr.n}){tpr} -> {path}"
+    )
+
+
+def _probabilities(scorer, texts: list, advance) -> np.ndarray:
+    chunk = get_settings().chunk_rows
+    parts = []
+    for start in range(0, len(texts), chunk):
+        parts.append(scorer.detect(texts[start : start + chunk])["llm_probability"].to_numpy())
+        advance(min(chunk, len(texts) - start))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="labelled texts: CSV, JSONL or Parquet")],
+    text_col: TextColOpt,
+    label_col: Annotated[str, typer.Option("--label-col", help="column saying who wrote each text")],
+    out: Annotated[Path, typer.Option("--out", help="directory for the trained bundle")],
+    machine_label: Annotated[
+        str, typer.Option(help="label value meaning LLM-written; every other value means human")
+    ] = "machine",
+    model_kind: Annotated[str, typer.Option("--model-kind", help="mlp or logistic")] = "mlp",
+    target_fpr: Annotated[float, typer.Option("--target-fpr", min=0.0001, max=0.5)] = 0.01,
+    calibration_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="share of rows held out to calibrate the threshold (0: skip)")
+    ] = 0.3,
+    seed: int = 0,
+) -> None:
+    """Train the LM-text classifier on your own labelled texts and calibrate its threshold."""
+    _quiet_libraries()
+    from auditor.training import train_bundle
+
+    frame = _read_texts(data, text_col, {"--label-col": label_col})
+    labels = (frame[label_col].astype(str).str.strip() == machine_label).astype(int).to_numpy()
+    if labels.min() == labels.max():
+        fail(
+            f"{data}: every row of {label_col!r} is {'equal to' if labels[0] else 'different from'} "
+            f"--machine-label {machine_label!r}; training needs both human and LLM-written texts"
+        )
+    settings = get_settings()
+    with progress_bar("computing LM features", len(frame)) as advance:
+        try:
+            result = train_bundle(
+                frame[text_col].tolist(),
+                labels,
+                out,
+                settings,
+                model_kind=model_kind,
+                target_fpr=target_fpr,
+                calibration_fraction=calibration_fraction,
+                seed=seed,
+                data_description=str(data),
+                on_progress=advance,
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    console.print(result.summary())
+
+
+@reference_app.command("add")
+def reference_add(
+    input: Annotated[Path, typer.Argument(help="texts to index: CSV, JSONL or Parquet")],
+    text_col: TextColOpt,
+    id_col: Annotated[
+        str | None, typer.Option("--id-col", help="column with a stable id (default: file name and row)")
+    ] = None,
+    label: Annotated[
+        str, typer.Option(help="what these texts are: machine (known LLM output), human, eval, ...")
+    ] = "machine",
+    source: Annotated[str | None, typer.Option(help="where they come from (default: the file name)")] = None,
+) -> None:
+    """Add texts to the near-duplicate reference index (skipping ids already there)."""
+    from detectors.minhash import NearDuplicateDetector
+    from detectors.reference import ReferenceEntry
+
+    settings = get_settings()
+    try:
+        require_columns(input, {"--text-col": text_col, "--id-col": id_col})
+        frame, problems = read_table(input)
+    except InputError as exc:
+        fail(str(exc))
+    report_problems(problems)
+    index = NearDuplicateDetector(threshold=settings.dedup_threshold, reference=settings.reference_location).index
+    entries = [
+        ReferenceEntry(
+            key=str(row[id_col]) if id_col else f"{input.name}:{row['_row']}",
+            text=str(row[text_col]),
+            label=label,
+            source=source or input.name,
+        )
+        for _, row in frame.iterrows()
+        if isinstance(row[text_col], str) and row[text_col].strip()
+    ]
+    added = index.add(entries)
+    console.print(f"added {added} of {len(entries)} texts to {settings.reference_location} ({len(index)} entries)")
+
+
+@reference_app.command("info")
+def reference_info() -> None:
+    """Show where the reference index is and what it holds."""
+    import json
+
+    from detectors.minhash import NearDuplicateDetector
+
+    settings = get_settings()
+    index = NearDuplicateDetector(threshold=settings.dedup_threshold, reference=settings.reference_location).index
+    typer.echo(json.dumps(index.describe(), indent=2))
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

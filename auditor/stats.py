@@ -1,0 +1,190 @@
+"""Estimates with honest intervals: flag rates, prevalence corrected for the detector's
+measured error rates, a score-mixture estimate, and per-worker shrinkage.
+
+Prevalence from flags (the primary estimate). A flag rate mixes true and false positives:
+``P(flag) = fpr + prevalence * (tpr - fpr)``. We put a flat prior on prevalence in [0, 1],
+draw the error rates from their Beta posteriors given the calibration counts, and average
+the binomial likelihood of the vendor's flag count over those draws. The estimate is the
+posterior mode (the maximum-likelihood value, so a vendor with no LLM text gets ~0) and the
+interval is the highest-posterior-density interval, which reaches down to 0 when 0 is
+plausible instead of excluding it.
+
+Prevalence from the score distribution (a second opinion, in the spirit of Liang et al.
+2024, "Monitoring AI-Modified Content at Scale"). The vendor's scores are modelled as a
+mixture of the human and the LLM reference score distributions (histograms on the logit
+scale); the mixing weight is fitted by maximum likelihood, with a bootstrap interval that
+resamples the vendor's items and both reference samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel
+from scipy.special import logit
+from scipy.stats import binom
+from statsmodels.stats.proportion import proportion_confint
+
+_GRID = np.linspace(0.0, 1.0, 1001)
+
+
+class Interval(BaseModel):
+    estimate: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Detector error counts measured on held-out reference texts."""
+
+    false_positives: int
+    n_human: int
+    true_positives: int
+    n_machine: int
+
+    @property
+    def fpr(self) -> float:
+        return self.false_positives / self.n_human
+
+    @property
+    def tpr(self) -> float:
+        return self.true_positives / self.n_machine
+
+    def draws(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Jeffreys-posterior draws of (fpr, tpr)."""
+        fpr = rng.beta(self.false_positives + 0.5, self.n_human - self.false_positives + 0.5, size)
+        tpr = rng.beta(self.true_positives + 0.5, self.n_machine - self.true_positives + 0.5, size)
+        return fpr, tpr
+
+
+def wilson(k: int, n: int, level: float = 0.9) -> Interval:
+    if n == 0:
+        return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
+    low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    return Interval(estimate=k / n, ci_low=float(low), ci_high=float(high))
+
+
+def prevalence_from_flags(k: int, n: int, rates: ErrorRates, level: float = 0.9, draws: int = 2000, seed: int = 0) -> Interval:
+    if n == 0:
+        return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
+    fpr, tpr = rates.draws(draws, np.random.default_rng(seed))
+    # P(flag) for every (draw, prevalence) pair; the likelihood is averaged over draws.
+    p_flag = fpr[:, None] + _GRID[None, :] * (tpr - fpr)[:, None]
+    likelihood = np.exp(binom.logpmf(k, n, np.clip(p_flag, 1e-12, 1 - 1e-12))).mean(axis=0)
+    return _hpd(likelihood, level)
+
+
+def _hpd(density: np.ndarray, level: float) -> Interval:
+    """Mode and highest-density interval of a density tabulated on ``_GRID``."""
+    total = density.sum()
+    if not np.isfinite(total) or total <= 0:
+        return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
+    mass = density / total
+    order = np.argsort(-mass, kind="stable")
+    keep = order[: int(np.searchsorted(np.cumsum(mass[order]), level)) + 1]
+    return Interval(estimate=float(_GRID[order[0]]), ci_low=float(_GRID[keep.min()]), ci_high=float(_GRID[keep.max()]))
+
+
+@dataclass(frozen=True)
+class ScoreReference:
+    """Histograms of reference scores (human and LLM-written) on shared logit-scale bins."""
+
+    edges: np.ndarray
+    human_counts: np.ndarray
+    machine_counts: np.ndarray
+
+    @classmethod
+    def from_scores(cls, human: np.ndarray, machine: np.ndarray, bins: int = 24) -> ScoreReference:
+        pooled = _to_logit(np.concatenate([human, machine]))
+        inner = np.unique(np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = np.concatenate([[-np.inf], inner, [np.inf]])
+        return cls(edges, np.histogram(_to_logit(human), edges)[0], np.histogram(_to_logit(machine), edges)[0])
+
+    def densities(self, human_counts: np.ndarray | None = None, machine_counts: np.ndarray | None = None):
+        h = (self.human_counts if human_counts is None else human_counts) + 0.5
+        m = (self.machine_counts if machine_counts is None else machine_counts) + 0.5
+        return h / h.sum(), m / m.sum()
+
+    def to_dict(self) -> dict:
+        return {"edges": [float(e) for e in self.edges[1:-1]], "human_counts": self.human_counts.tolist(), "machine_counts": self.machine_counts.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ScoreReference:
+        edges = np.concatenate([[-np.inf], np.asarray(data["edges"], dtype=float), [np.inf]])
+        return cls(edges, np.asarray(data["human_counts"]), np.asarray(data["machine_counts"]))
+
+
+def prevalence_from_scores(
+    scores: np.ndarray, reference: ScoreReference, level: float = 0.9, bootstrap: int = 300, seed: int = 0
+) -> Interval:
+    scores = np.asarray(scores, dtype=float)
+    scores = scores[~np.isnan(scores)]
+    if len(scores) == 0:
+        return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
+    counts = np.histogram(_to_logit(scores), reference.edges)[0]
+    estimate = _mixture_mle(counts, *reference.densities())
+    rng = np.random.default_rng(seed)
+    n, n_h, n_m = counts.sum(), reference.human_counts.sum(), reference.machine_counts.sum()
+    replicates = np.empty(bootstrap)
+    for b in range(bootstrap):
+        resampled = rng.multinomial(n, counts / n)
+        human = rng.multinomial(n_h, reference.human_counts / n_h)
+        machine = rng.multinomial(n_m, reference.machine_counts / n_m)
+        replicates[b] = _mixture_mle(resampled, *reference.densities(human, machine))
+    # Basic (reflected) percentile interval around the MLE, clipped to [0, 1]; when the
+    # estimate sits on the boundary, the interval is one-sided from it.
+    alpha = 1 - level
+    if estimate <= 0.0:
+        return Interval(estimate=0.0, ci_low=0.0, ci_high=float(np.quantile(replicates, level)))
+    low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+    return Interval(estimate=float(estimate), ci_low=float(max(0.0, low)), ci_high=float(min(1.0, high)))
+
+
+def _mixture_mle(counts: np.ndarray, human: np.ndarray, machine: np.ndarray) -> float:
+    mixture = (1 - _GRID[:, None]) * human[None, :] + _GRID[:, None] * machine[None, :]
+    loglik = (counts[None, :] * np.log(mixture)).sum(axis=1)
+    return float(_GRID[int(np.argmax(loglik))])
+
+
+def _to_logit(p: np.ndarray) -> np.ndarray:
+    return logit(np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6))
+
+
+def shrunk_rates(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
+    """Beta(a, b) prior fitted to per-worker flag counts by the method of moments, so a
+    worker with few items is pulled towards the vendor's rate. Returns (a, b)."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    mean = k.sum() / max(n.sum(), 1)
+    mean = float(np.clip(mean, 1e-3, 1 - 1e-3))
+    rates = k / np.maximum(n, 1)
+    # Between-worker variance beyond binomial noise (never below a small floor).
+    observed = np.average((rates - mean) ** 2, weights=n) if n.sum() else 0.0
+    binomial = mean * (1 - mean) * np.mean(1 / np.maximum(n, 1))
+    between = max(observed - binomial, 1e-4)
+    strength = max(mean * (1 - mean) / between - 1, 1.0)
+    return mean * strength, (1 - mean) * strength
+
+
+def worker_prevalence(k: int, n: int, prior: tuple[float, float], rates: ErrorRates, level: float = 0.9) -> Interval:
+    """Shrunk flag rate (Beta posterior) mapped to prevalence through the error rates."""
+    from scipy.stats import beta
+
+    a, b = prior[0] + k, prior[1] + n - k
+    flag = np.array([a / (a + b), *beta.ppf([(1 - level) / 2, (1 + level) / 2], a, b)])
+    spread = max(rates.tpr - rates.fpr, 1e-3)
+    est, low, high = np.clip((flag - rates.fpr) / spread, 0.0, 1.0)
+    return Interval(estimate=float(est), ci_low=float(low), ci_high=float(high))
+
+
+__all__ = [
+    "ErrorRates",
+    "Interval",
+    "ScoreReference",
+    "prevalence_from_flags",
+    "prevalence_from_scores",
+    "shrunk_rates",
+    "wilson",
+    "worker_prevalence",
+]

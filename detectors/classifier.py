@@ -1,0 +1,154 @@
+"""The LM-text classifier: a scikit-learn estimator over what the causal LM sees in a text.
+
+Features per text are the perplexity detector's scalar signals (likelihood, rank,
+entropy, Fast-DetectGPT, Binoculars-style ratio, Min-K%, length) and its hidden states
+mean-pooled over the text at a middle and the last layer. A small network (or a logistic
+regression) maps them to a probability, calibrated by sigmoid scaling across folds.
+
+Probabilities are calibrated for equal priors (classes are weighted to balance), i.e.
+``p / (1 - p)`` is the likelihood ratio of "LLM-written" against "human-written". The
+auditor turns scores into prevalence estimates for the real, unknown base rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_sample_weight
+
+from detectors.base import SCORE, SKIP_REASON, Detector, register
+from detectors.perplexity import SIGNALS, PerplexityDetector
+
+EMBEDDING = "lm_embedding"
+_SCALAR_FEATURES = [s for s in SIGNALS if s != "n_tokens"]
+
+
+def feature_matrix(signals: pd.DataFrame) -> np.ndarray:
+    """Model inputs from a perplexity frame (rows of scored texts only)."""
+    scalars = signals[_SCALAR_FEATURES].to_numpy(dtype=np.float64)
+    length = np.log1p(signals["n_tokens"].to_numpy(dtype=np.float64))[:, None]
+    embedding = np.stack(signals[EMBEDDING].to_numpy()) if EMBEDDING in signals else np.empty((len(signals), 0))
+    return np.nan_to_num(np.hstack([scalars, length, embedding]), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+@register
+class LMTextClassifier(ClassifierMixin, Detector):
+    """Probability that a text was written by an LLM.
+
+    ``lm`` is the :class:`PerplexityDetector` whose signals and pooled hidden states are
+    the features (it must be configured with ``embeddings=True``). ``model`` is ``"mlp"``
+    or ``"logistic"``. ``fit(texts, y)`` / ``predict_proba(texts)`` follow scikit-learn;
+    ``fit_features``/``predict_proba_features`` take precomputed perplexity frames so that
+    training and evaluation can reuse one expensive LM pass.
+    """
+
+    name = "classifier"
+    version = "1"
+
+    def __init__(
+        self,
+        lm: PerplexityDetector | None = None,
+        model: str = "mlp",
+        hidden_units: int = 128,
+        alpha: float = 1e-2,
+        C: float = 0.05,
+        calibration_folds: int = 5,
+        random_state: int = 0,
+    ):
+        self.lm = lm
+        self.model = model
+        self.hidden_units = hidden_units
+        self.alpha = alpha
+        self.C = C
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    @property
+    def lm_(self) -> PerplexityDetector:
+        if self.lm is None:
+            self.lm = PerplexityDetector(embeddings=True)
+        if not self.lm.embeddings:
+            raise ValueError("the classifier needs PerplexityDetector(embeddings=True) for its features")
+        return self.lm
+
+    def setup(self) -> LMTextClassifier:
+        self.lm_.setup()
+        return self
+
+    # --------------------------------------------------------------- training
+    def fit(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> LMTextClassifier:
+        if labels is None:
+            raise ValueError("the classifier is supervised: pass labels (1 = LLM-written, 0 = human)")
+        signals = self.lm_.score(texts)
+        return self.fit_features(signals, np.asarray(labels))
+
+    def fit_features(self, signals: pd.DataFrame, labels: np.ndarray) -> LMTextClassifier:
+        usable = signals[SKIP_REASON].isna().to_numpy() if SKIP_REASON in signals else np.ones(len(signals), bool)
+        x, y = feature_matrix(signals[usable]), np.asarray(labels)[usable].astype(int)
+        if len(np.unique(y)) != 2:
+            raise ValueError("training needs both human (0) and LLM-written (1) examples")
+        folds = min(self.calibration_folds, int(np.bincount(y).min()))
+        if folds < 2:
+            raise ValueError("training needs at least two examples of each class")
+        # Scale outside the calibrated ensemble so the network itself receives the class
+        # weights (a Pipeline would not route sample_weight to it).
+        scaler = StandardScaler().fit(x)
+        calibrated = CalibratedClassifierCV(self._base_model(), method="sigmoid", cv=folds)
+        calibrated.fit(scaler.transform(x), y, sample_weight=compute_sample_weight("balanced", y))
+        self.model_ = Pipeline([("scale", scaler), ("classify", calibrated)])
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = x.shape[1]
+        self.training_counts_ = {"human": int((y == 0).sum()), "machine": int((y == 1).sum())}
+        return self
+
+    def _base_model(self):
+        if self.model == "mlp":
+            return MLPClassifier(
+                hidden_layer_sizes=(self.hidden_units,),
+                alpha=self.alpha,
+                early_stopping=True,
+                max_iter=200,
+                random_state=self.random_state,
+            )
+        if self.model == "logistic":
+            return LogisticRegression(C=self.C, max_iter=5000)
+        raise ValueError(f"model must be 'mlp' or 'logistic', not {self.model!r}")
+
+    # -------------------------------------------------------------- inference
+    def predict_proba(self, texts: Sequence[Any]) -> np.ndarray:
+        """``[n, 2]`` class probabilities; unscorable texts get NaN rows."""
+        return self.predict_proba_features(self.lm_.score(texts))
+
+    def predict_proba_features(self, signals: pd.DataFrame) -> np.ndarray:
+        self._check_fitted()
+        out = np.full((len(signals), 2), np.nan)
+        usable = signals[SKIP_REASON].isna().to_numpy() if SKIP_REASON in signals else np.ones(len(signals), bool)
+        if usable.any():
+            out[usable] = self.model_.predict_proba(feature_matrix(signals[usable]))
+        return out
+
+    def predict(self, texts: Sequence[Any]) -> np.ndarray:
+        return (self.predict_proba(texts)[:, 1] >= 0.5).astype(int)
+
+    def score(self, texts: Sequence[Any]) -> pd.DataFrame:
+        """The perplexity detector's signals and spans, plus ``score`` = P(LLM-written)."""
+        signals = self.lm_.score(texts)
+        frame = signals.drop(columns=[EMBEDDING, SCORE], errors="ignore")
+        frame[SCORE] = self.predict_proba_features(signals)[:, 1]
+        return frame
+
+    def _score_valid(self, texts: list[str]) -> pd.DataFrame:  # pragma: no cover - score() is overridden
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("LMTextClassifier is not fitted: call fit() or load a trained bundle")
