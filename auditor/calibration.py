@@ -53,6 +53,9 @@ class Calibration(BaseModel):
     score_reference: dict | None = Field(
         None, description="histograms of held-out human and LLM scores, for score-mixture prevalence estimates"
     )
+    signal_reference: dict[str, float] | None = Field(
+        None, description="per signal, the 95th percentile of held-out human texts in its machine-like direction"
+    )
     data: str = Field("", description="what the calibration and held-out texts were")
     model: str = Field("", description="bundle the threshold belongs to")
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -139,3 +142,29 @@ def load_calibration(directory: Path) -> Calibration | None:
     if not path.exists():
         return None
     return Calibration.model_validate(json.loads(path.read_text()))
+
+
+def signal_reference(human_signals: dict[str, np.ndarray]) -> dict[str, float]:
+    """95th percentile of human values, oriented so that larger means more machine-like."""
+    from detectors.perplexity import MACHINE_DIRECTION
+
+    reference = {}
+    for name, direction in MACHINE_DIRECTION.items():
+        values = _scored(human_signals[name]) * direction
+        if len(values):
+            reference[name] = round(float(np.quantile(values, 0.95)), 4)
+    return reference
+
+
+def signals_fired(signals: dict[str, float], reference: dict[str, float] | None) -> list[str]:
+    """Signals of one item beyond the human 95th percentile in the machine-like direction."""
+    from detectors.perplexity import MACHINE_DIRECTION
+
+    if not reference:
+        return []
+    fired = []
+    for name, q95 in reference.items():
+        value = signals.get(name)
+        if value is not None and not np.isnan(value) and value * MACHINE_DIRECTION[name] > q95:
+            fired.append(name)
+    return fired

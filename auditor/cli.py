@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -161,20 +159,29 @@ def calibrate(
         float, typer.Option(min=0.1, max=0.9, help="share of human texts kept to measure the false-positive rate")
     ] = 0.5,
     model: ModelOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write the calibrated bundle here (default: in place)")] = None,
     trust_model: TrustOpt = False,
 ) -> None:
     """Choose the operating threshold for a target false-positive rate and store it next to the model."""
     _quiet_libraries()
     from auditor.calibration import calibrate as run_calibration
-    from auditor.calibration import save_calibration, split_human
+    from auditor.calibration import save_calibration, signal_reference, split_human
+    from auditor.scoring import SIGNAL_PREFIX
+    from detectors.bundle import copy_bundle, default_bundle_dir
+    from detectors.perplexity import MACHINE_DIRECTION
 
+    source = model or get_settings().model_dir or default_bundle_dir()
+    if out is None and Path(source).resolve() == default_bundle_dir().resolve():
+        fail("the shipped model is read-only: pass --out DIR to write a calibrated copy, then use it with --model DIR")
     humans = _read_texts(human, text_col)
     machines = _read_texts(machine, text_col) if machine else None
     scorer = _scorer(model, trust_model, reference=False)
     total = len(humans) + (len(machines) if machines is not None else 0)
     with progress_bar("scoring calibration texts", total) as advance:
-        human_scores = _probabilities(scorer, humans[text_col].tolist(), advance)
-        machine_scores = _probabilities(scorer, machines[text_col].tolist(), advance) if machines is not None else None
+        human_frame = _detect_all(scorer, humans[text_col].tolist(), advance)
+        machine_frame = _detect_all(scorer, machines[text_col].tolist(), advance) if machines is not None else None
+    human_scores = human_frame["llm_probability"].to_numpy()
+    machine_scores = machine_frame["llm_probability"].to_numpy() if machine_frame is not None else None
     try:
         calibration_human, heldout_human = split_human(human_scores, heldout_fraction)
         result = run_calibration(
@@ -187,8 +194,11 @@ def calibrate(
         )
     except ValueError as exc:
         fail(str(exc))
-    path = save_calibration(result, scorer.model_dir)
-    scorer.calibration = result
+    result.signal_reference = signal_reference({k: human_frame[SIGNAL_PREFIX + k].to_numpy() for k in MACHINE_DIRECTION})
+    target = copy_bundle(scorer.model_dir, out) if out else scorer.model_dir
+    path = save_calibration(result, target)
+    if target == scorer.model_dir:
+        scorer.calibration = result
     tpr = f", TPR {result.heldout_tpr.estimate:.3f}" if result.heldout_tpr else ""
     console.print(
         f"threshold {result.threshold:.4f} for FPR {target_fpr:g}: held-out FPR {result.heldout_fpr.estimate:.4f} "
@@ -196,13 +206,13 @@ def calibrate(
     )
 
 
-def _probabilities(scorer, texts: list, advance) -> np.ndarray:
+def _detect_all(scorer, texts: list, advance) -> pd.DataFrame:
     chunk = get_settings().chunk_rows
     parts = []
     for start in range(0, len(texts), chunk):
-        parts.append(scorer.detect(texts[start : start + chunk])["llm_probability"].to_numpy())
+        parts.append(scorer.detect(texts[start : start + chunk]))
         advance(min(chunk, len(texts) - start))
-    return np.concatenate(parts) if parts else np.empty(0)
+    return pd.concat(parts, ignore_index=True) if parts else scorer.detect([])
 
 
 @app.command()
@@ -250,6 +260,92 @@ def train(
         except ValueError as exc:
             fail(str(exc))
     console.print(result.summary())
+
+
+@app.command()
+def audit(
+    inputs: Annotated[list[Path], typer.Argument(help="CSV, JSONL or Parquet files, optionally .gz or .zst")],
+    text_col: TextColOpt,
+    vendor_col: Annotated[str, typer.Option("--vendor-col", help="column naming the vendor (or crowd platform)")],
+    out: Annotated[Path, typer.Option("--out", help="directory for report.json/.html/.md and items.parquet")],
+    worker_col: Annotated[str | None, typer.Option("--worker-col")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
+    batch_col: Annotated[str | None, typer.Option("--batch-col")] = None,
+    time_col: Annotated[str | None, typer.Option("--time-col", help="time on task, in seconds")] = None,
+    paste_col: Annotated[str | None, typer.Option("--paste-col", help="paste events (count or true/false)")] = None,
+    keystrokes_col: Annotated[str | None, typer.Option("--keystrokes-col", help="keystroke count")] = None,
+    human_reference: Annotated[Path | None, typer.Option(help="human-written texts from the same task, to measure false positives and diversity on")] = None,
+    machine_reference: Annotated[Path | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on")] = None,
+    reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
+    level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
+    resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
+    model: ModelOpt = None,
+    trust_model: TrustOpt = False,
+) -> None:
+    """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
+    _quiet_libraries()
+    from auditor.audit import AuditColumns, AuditOptions
+    from auditor.pipeline import plan, run_audit
+    from auditor.render import write_report
+    from auditor.scoring import NotCalibrated
+
+    columns = AuditColumns(text_col, vendor_col, worker_col, id_col, batch_col, time_col, paste_col, keystrokes_col)
+    try:
+        columns, unreadable, expected = plan(inputs, columns)
+    except InputError as exc:
+        fail(str(exc))
+    for path, reason in unreadable.items():
+        console.print(f"[yellow]warning:[/] {reason}; auditing the other files", highlight=False)
+    if columns.autodetected:
+        console.print(f"behavioural columns found by name: {', '.join(columns.autodetected)}")
+    options = AuditOptions(level=level, resume=resume, human_reference=human_reference, machine_reference=machine_reference, reference_text_col=reference_text_col)
+    scorer = _scorer(model, trust_model)
+    settings = get_settings()
+    try:
+        with progress_bar("scoring", expected) as advance:
+            report = run_audit(inputs, columns, out, scorer, settings, options, unreadable, advance)
+    except (NotCalibrated, InputError, ValueError) as exc:
+        fail(str(exc))
+    with console.status("writing the report"):
+        paths = write_report(report, out)
+    for vendor in report.vendors:
+        p = vendor.prevalence
+        console.print(
+            f"{vendor.vendor}: {vendor.n_scored} scored, {vendor.n_flagged} flagged; "
+            f"prevalence {p.estimate:.1%} [{p.ci_low:.1%}, {p.ci_high:.1%}]",
+            highlight=False,
+        )
+    if report.warnings:
+        console.print(f"[yellow]{len(report.warnings)} warning(s)[/]: " + ", ".join(f"{w.kind} ({w.count})" for w in report.warnings))
+    console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
+
+
+@app.command()
+def compare(
+    reports: Annotated[list[Path], typer.Argument(help="report.json files (or their directories) of successive audits")],
+    vendor: Annotated[str | None, typer.Option(help="only this vendor")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="also write the trend as .md, .csv or .json")] = None,
+) -> None:
+    """The same vendors across successive audits, oldest first, so a trend is visible."""
+    from rich.table import Table
+
+    from auditor.trend import load_reports, trend_table, write_trend
+
+    try:
+        loaded = load_reports(reports)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    trend = trend_table(loaded, vendor)
+    if trend.empty:
+        fail(f"vendor {vendor!r} is in none of these reports" if vendor else "the reports hold no vendors")
+    table = Table("vendor", "audit", "created", "scored", "flag rate", "prevalence", "change")
+    for row in trend.itertuples():
+        table.add_row(row.vendor, row.audit, row.created_at, str(row.n_scored), f"{row.flag_rate:.1%}",
+                      f"{row.prevalence:.1%} [{row.ci_low:.1%}, {row.ci_high:.1%}]", row.change)
+    Console().print(table)
+    if out:
+        write_trend(trend, out)
+        console.print(f"trend -> {out}")
 
 
 @reference_app.command("add")
@@ -302,5 +398,5 @@ def reference_info() -> None:
     typer.echo(json.dumps(index.describe(), indent=2))
 
 
-def main() -> None:  # pragma: no cover
-    sys.exit(app())
+if __name__ == "__main__":  # pragma: no cover - `python -m auditor.cli`
+    app()

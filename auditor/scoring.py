@@ -62,6 +62,8 @@ class Scorer:
         self.duplicates = NearDuplicateDetector(
             threshold=settings.dedup_threshold, reference=settings.reference_location if reference else None
         )
+        self.memo_size = 100_000
+        self._memo: dict[str, pd.Series] = {}
 
     def require_calibration(self) -> Calibration:
         if self.calibration is None:
@@ -76,7 +78,28 @@ class Scorer:
         return self
 
     def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
-        """Per text: llm_probability, skip_reason and the perplexity signals (ppl_*)."""
+        """Per text: llm_probability, skip_reason and the perplexity signals (ppl_*).
+
+        Results are remembered per exact text (bounded): deliveries repeat answers, and a
+        repeated text costs nothing the second time."""
+        keys = [t if isinstance(t, str) else None for t in texts]
+        todo = list(dict.fromkeys(k for k in keys if k is not None and k not in self._memo))
+        misses = [i for i, k in enumerate(keys) if k is None]
+        fresh = self._detect_uncached(todo + [texts[i] for i in misses])
+        for i, key in enumerate(todo):
+            self._remember(key, fresh.iloc[i])
+        rows = []
+        position = {i: len(todo) + j for j, i in enumerate(misses)}
+        for i, key in enumerate(keys):
+            rows.append(fresh.iloc[position[i]] if key is None else self._memo[key])
+        return pd.DataFrame(rows, columns=fresh.columns).reset_index(drop=True) if rows else fresh
+
+    def _remember(self, key: str, row: pd.Series) -> None:
+        if len(self._memo) >= self.memo_size:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = row
+
+    def _detect_uncached(self, texts: Sequence[Any]) -> pd.DataFrame:
         frame = self.classifier.score(texts)
         out = pd.DataFrame({PROBABILITY: frame[SCORE].to_numpy(dtype=float), SKIP_REASON: frame[SKIP_REASON]})
         for signal in SIGNALS:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from auditor.calibration import Calibration, calibrate, save_calibration, split_human
+from auditor.calibration import Calibration, calibrate, save_calibration, signal_reference, split_human
 from auditor.config import Settings
 from auditor.features import FeatureStore
 from detectors.bundle import save_bundle
 from detectors.classifier import LMTextClassifier
-from detectors.perplexity import PerplexityDetector
+from detectors.perplexity import MACHINE_DIRECTION, PerplexityDetector
 
 
 @dataclass
@@ -92,5 +92,7 @@ def train_bundle(
             data=f"{calibration_fraction:.0%} of {data_description} held out from training",
             model=str(out),
         )
+        held_humans = signals.iloc[calibration_idx[held_labels == 0]]
+        calibration.signal_reference = signal_reference({k: held_humans[k].to_numpy() for k in MACHINE_DIRECTION})
         save_calibration(calibration, bundle)
     return TrainingResult(bundle, classifier.training_counts_, calibration)

@@ -76,11 +76,10 @@ def baseline() -> object:
 
 class Bench:
     def __init__(self, sample: pd.DataFrame, signals: pd.DataFrame, detector):
-        self.sample, self.signals, self.detector = (
-            sample.reset_index(drop=True),
-            signals.reset_index(drop=True),
-            detector,
-        )
+        scored = signals["skip_reason"].isna().to_numpy()
+        print(f"{int((~scored).sum())} texts too short to score are left out", flush=True)
+        self.sample, self.signals = sample[scored].reset_index(drop=True), signals[scored].reset_index(drop=True)
+        self.detector = detector
         self.y = self.sample["label"].to_numpy()
         self.texts = self.sample["text"].to_numpy(dtype=object)
         train = (self.sample["split"] == "train").to_numpy()

@@ -114,6 +114,18 @@ def load_bundle(directory: Path | None = None, trust: bool = False, **lm_overrid
     return classifier
 
 
+def copy_bundle(source: Path, target: Path) -> Path:
+    """Copy a bundle's model files (not its calibration) to ``target``."""
+    import shutil
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (MANIFEST, MODEL_FILE, "MODEL_CARD.md"):
+        if (Path(source) / name).exists() and Path(source).resolve() != target.resolve():
+            shutil.copy2(Path(source) / name, target / name)
+    return target
+
+
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("llm-contamination-auditor", "torch", "transformers", "scikit-learn", "datasketch", "skops", "numpy"):

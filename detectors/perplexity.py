@@ -41,6 +41,19 @@ SIGNALS = (
     "rank1_frac",
     "rank10_frac",
 )
+# Which way each signal moves for LLM-written text (+1: higher, -1: lower), as the methods
+# that define them intend; reports use it to say which signals "fired" for an item.
+MACHINE_DIRECTION = {
+    "ll_mean": 1,
+    "ll_std": -1,
+    "logrank_mean": -1,
+    "entropy_mean": -1,
+    "fast_detectgpt": 1,
+    "binoculars": -1,
+    "min_k_prob": 1,
+    "rank1_frac": 1,
+    "rank10_frac": 1,
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n+")
 
 

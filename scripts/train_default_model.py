@@ -24,13 +24,14 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor.calibration import calibrate, save_calibration, split_human  # noqa: E402
+from auditor.calibration import calibrate, save_calibration, signal_reference, split_human  # noqa: E402
 from auditor.config import Settings  # noqa: E402
 from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, stratified_sample  # noqa: E402
 from auditor.features import FeatureStore  # noqa: E402
 from auditor.training import feature_detector  # noqa: E402
 from detectors.bundle import save_bundle  # noqa: E402
 from detectors.classifier import LMTextClassifier  # noqa: E402
+from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
 
 
 def main() -> None:
@@ -71,6 +72,8 @@ def main() -> None:
         f"(excluding {', '.join(sorted(EVALUATION_ONLY_DOMAINS))})",
         model="default",
     )
+    rates_rows = calibration_rows[calibration_rows.label == 0]
+    calibration.signal_reference = signal_reference({k: signals.loc[rates_rows.index, k].to_numpy() for k in MACHINE_DIRECTION})
     training = {
         "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
         "rows": int(train.sum()),

@@ -1,0 +1,311 @@
+"""From scored items to the per-vendor sections of the report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import beta as beta_dist
+
+from auditor.audit import ITEM_ID, MISSING_VENDOR, SCORED, SKIPPED, STATUS, UNREADABLE
+from auditor.calibration import Calibration, signals_fired
+from auditor.diversity import diversity
+from auditor.report import (
+    BehaviourSummary,
+    DuplicateCluster,
+    ItemEvidence,
+    ReferenceMatch,
+    VendorReport,
+    Warning_,
+    WorkerReport,
+)
+from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
+from auditor.stats import ErrorRates, ScoreReference, prevalence_from_flags, prevalence_from_scores, shrunk_rates, wilson
+from detectors.perplexity import MACHINE_DIRECTION
+
+FAST_TYPING_CPS = 8.0  # characters per second of whole-task time: faster than people type
+SMALL_VENDOR = 30
+
+
+@dataclass
+class Estimation:
+    """Everything the estimates depend on, decided once per audit."""
+
+    calibration: Calibration
+    rates: ErrorRates
+    reference: ScoreReference | None
+    level: float
+    rates_source: str
+
+
+def _truthy(value: Any) -> float:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "y", "t"):
+            return 1.0
+        if text in ("false", "no", "n", "f", ""):
+            return 0.0
+        try:
+            return float(float(text) > 0)
+        except ValueError:
+            return np.nan
+    return float(float(value) > 0)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def behaviour_columns(items: pd.DataFrame) -> pd.DataFrame:
+    """Per item: time on task, characters per second, pasted, keystrokes per character."""
+    out = pd.DataFrame(index=items.index)
+    length = items["text"].map(lambda t: len(t) if isinstance(t, str) else np.nan)
+    if "time" in items and items["time"].notna().any():
+        out["time_on_task_s"] = items["time"].map(_number)
+        seconds = out["time_on_task_s"].where(out["time_on_task_s"] > 0)
+        out["chars_per_second"] = length / seconds
+    if "paste" in items and items["paste"].notna().any():
+        out["pasted"] = items["paste"].map(_truthy)
+    if "keystrokes" in items and items["keystrokes"].notna().any():
+        keys = items["keystrokes"].map(_number)
+        out["keystrokes_per_char"] = keys / length.where(length > 0)
+    return out
+
+
+def _median(series: pd.Series) -> float | None:
+    series = series.dropna()
+    return round(float(series.median()), 3) if len(series) else None
+
+
+def behaviour_summary(items: pd.DataFrame, behaviour: pd.DataFrame, columns: dict[str, str]) -> BehaviourSummary | None:
+    if behaviour.empty or not columns:
+        return None
+    scored = items[STATUS].eq(SCORED)
+
+    def describe(mask: pd.Series) -> dict[str, float | None]:
+        part = behaviour[mask & scored]
+        summary: dict[str, float | None] = {"items": int(len(part))}
+        if "time_on_task_s" in part:
+            summary["median_time_on_task_s"] = _median(part["time_on_task_s"])
+            summary["median_chars_per_second"] = _median(part["chars_per_second"])
+        if "pasted" in part:
+            summary["share_pasted"] = round(float(part["pasted"].mean()), 3) if part["pasted"].notna().any() else None
+        if "keystrokes_per_char" in part:
+            summary["median_keystrokes_per_char"] = _median(part["keystrokes_per_char"])
+        return summary
+
+    notes = []
+    if "chars_per_second" in behaviour:
+        fast = behaviour["chars_per_second"] > FAST_TYPING_CPS
+        if fast.any():
+            notes.append(
+                f"{int(fast.sum())} item(s) hold more than {FAST_TYPING_CPS:g} characters per second of total task time "
+                f"(faster than typing); {int((fast & items[FLAGGED]).sum())} of them are flagged"
+            )
+    if "keystrokes_per_char" in behaviour:
+        few_keys = behaviour["keystrokes_per_char"] < 0.5
+        if few_keys.any():
+            notes.append(f"{int(few_keys.sum())} item(s) were typed with fewer than half a keystroke per character (mostly pasted)")
+    return BehaviourSummary(
+        columns=columns, flagged=describe(items[FLAGGED]), not_flagged=describe(~items[FLAGGED]), notes=notes
+    )
+
+
+def item_behaviour(behaviour: pd.DataFrame, index) -> dict[str, Any]:
+    if behaviour.empty:
+        return {}
+    row = behaviour.loc[index]
+    return {k: (None if pd.isna(v) else round(float(v), 3)) for k, v in row.items()}
+
+
+def evidence(item: pd.Series, estimation: Estimation, behaviour: pd.DataFrame, max_spans: int = 3) -> ItemEvidence:
+    signals = {name: _number(item.get(SIGNAL_PREFIX + name)) for name in MACHINE_DIRECTION}
+    spans = item["spans"]
+    spans = json.loads(spans) if isinstance(spans, str) else (spans or [])
+    text = item["text"] if isinstance(item["text"], str) else ""
+    ranked = sorted(spans, key=lambda s: -s.get("fast_detectgpt", 0))[:max_spans]
+    highlighted = [dict(s, text=text[s["start"] : s["end"]]) for s in sorted(ranked, key=lambda s: s["start"])]
+    nearest = None
+    if item.get("ref_key"):
+        nearest = {"kind": "reference", "key": item["ref_key"], "jaccard": _number(item["ref_jaccard"]), "label": item.get("ref_label")}
+    elif item.get("dup_nearest"):
+        nearest = {"kind": "same delivery", "item_id": item["dup_nearest"], "jaccard": _number(item["dup_jaccard"])}
+    return ItemEvidence(
+        item_id=str(item[ITEM_ID]),
+        vendor=str(item["vendor"]),
+        worker=item.get("worker"),
+        llm_probability=round(float(item[PROBABILITY]), 4),
+        flag_reason=item.get("flag_reason"),
+        signals_fired=signals_fired(signals, estimation.calibration.signal_reference),
+        highlighted_spans=highlighted,
+        nearest_duplicate=nearest,
+        behaviour=item_behaviour(behaviour, item.name),
+        text=text[:2000],
+    )
+
+
+def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: int = 1) -> list[DuplicateCluster]:
+    clustered = items[items["dup_cluster"].notna() & (pd.to_numeric(items["dup_cluster"], errors="coerce") >= 0)]
+    clusters = []
+    for cluster, members in clustered.groupby("dup_cluster"):
+        workers = sorted({w for w in members["worker"].dropna()}) if "worker" in members else []
+        vendors = sorted(set(members["vendor"]))
+        enough_workers = len(workers) >= min_workers or (members["worker"].isna().all() and len(members) >= 2)
+        if not enough_workers or len(vendors) < min_vendors:
+            continue
+        clusters.append(
+            DuplicateCluster(
+                cluster=int(cluster),
+                size=len(members),
+                workers=workers,
+                vendors=vendors,
+                mean_probability=round(float(members[PROBABILITY].mean()), 4),
+                example=str(members["text"].iloc[0])[:500],
+                item_ids=[str(i) for i in members[ITEM_ID].head(50)],
+            )
+        )
+    return sorted(clusters, key=lambda c: (-c.size, c.cluster))
+
+
+def worker_reports(items: pd.DataFrame, estimation: Estimation, behaviour: pd.DataFrame, clusters: list[DuplicateCluster]) -> list[WorkerReport]:
+    scored = items[items[STATUS].eq(SCORED) & items["worker"].notna()]
+    if scored.empty:
+        return []
+    grouped = scored.groupby("worker")
+    k, n = grouped[FLAGGED].sum().to_numpy(), grouped.size().to_numpy()
+    prior = shrunk_rates(k, n)
+    rates = estimation.rates
+    spread = max(rates.tpr - rates.fpr, 1e-3)
+    in_cluster = {}
+    for cluster in clusters:
+        for worker in cluster.workers:
+            in_cluster[worker] = in_cluster.get(worker, 0) + 1
+    reports = []
+    for (worker, part), flagged, size in zip(grouped, k, n, strict=True):
+        a, b = prior[0] + flagged, prior[1] + size - flagged
+        flag_rate = np.array([a / (a + b), *beta_dist.ppf([(1 - estimation.level) / 2, (1 + estimation.level) / 2], a, b)])
+        low_est_high = np.clip((flag_rate - rates.fpr) / spread, 0.0, 1.0)
+        half = rates.fpr + 0.5 * spread  # the flag rate of a worker whose items are half LLM-written
+        worker_behaviour = behaviour.loc[part.index] if not behaviour.empty else behaviour
+        summary = {col: _median(worker_behaviour[col]) for col in worker_behaviour.columns} if not behaviour.empty else {}
+        reports.append(
+            WorkerReport(
+                worker=str(worker),
+                n_items=int(size),
+                n_flagged=int(flagged),
+                mean_probability=round(float(part[PROBABILITY].mean()), 4),
+                prevalence={"estimate": float(low_est_high[0]), "ci_low": float(low_est_high[1]), "ci_high": float(low_est_high[2])},
+                p_uses_llm=round(float(beta_dist.sf(half, a, b)), 4),
+                in_duplicate_clusters=in_cluster.get(str(worker), 0),
+                behaviour=summary,
+                flagged_items=[str(i) for i in part.loc[part[FLAGGED], ITEM_ID].head(20)],
+            )
+        )
+    return sorted(reports, key=lambda r: (-r.p_uses_llm, -r.mean_probability, r.worker))
+
+
+def vendor_report(
+    vendor: str,
+    items: pd.DataFrame,
+    estimation: Estimation,
+    behaviour: pd.DataFrame,
+    behaviour_cols: dict[str, str],
+    top_items: int,
+    with_diversity: bool = True,
+) -> VendorReport:
+    scored = items[items[STATUS].eq(SCORED)]
+    n_scored, n_flagged = len(scored), int(scored[FLAGGED].sum())
+    level = estimation.level
+    probabilities = scored[PROBABILITY].to_numpy(dtype=float)
+    clusters = duplicate_clusters(items)
+    workers = worker_reports(items, estimation, behaviour, clusters)
+    top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
+    references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
+    return VendorReport(
+        vendor=vendor,
+        n_items=len(items),
+        n_scored=n_scored,
+        n_skipped=int(items[STATUS].eq(SKIPPED).sum()),
+        n_flagged=n_flagged,
+        flag_rate=wilson(n_flagged, n_scored, level),
+        prevalence=prevalence_from_flags(n_flagged, n_scored, estimation.rates, level),
+        prevalence_score_mixture=prevalence_from_scores(probabilities, estimation.reference, level) if estimation.reference else None,
+        batches=batch_rows(scored, estimation) if scored["batch"].notna().any() else [],
+        workers=workers,
+        top_workers=[w.worker for w in workers if w.p_uses_llm >= 0.5][:10],
+        duplicate_clusters=clusters,
+        reference_matches=[
+            ReferenceMatch(
+                item_id=str(r[ITEM_ID]), reference_key=str(r["ref_key"]), jaccard=_number(r["ref_jaccard"]),
+                reference_label=r.get("ref_label"), reference_source=r.get("ref_source"),
+            )
+            for _, r in references.head(100).iterrows()
+        ],
+        top_flagged=[evidence(item, estimation, behaviour) for _, item in top.iterrows()],
+        diversity=diversity(scored["text"].tolist(), embeddings=with_diversity) if n_scored >= 2 else None,
+        behaviour=behaviour_summary(items, behaviour.loc[items.index] if not behaviour.empty else behaviour, behaviour_cols),
+        score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
+    )
+
+
+def batch_rows(scored: pd.DataFrame, estimation: Estimation) -> list[dict[str, Any]]:
+    rows = []
+    for batch, part in scored.groupby("batch"):
+        k, n = int(part[FLAGGED].sum()), len(part)
+        rows.append(
+            {
+                "batch": str(batch),
+                "n_scored": n,
+                "n_flagged": k,
+                "flag_rate": wilson(k, n, estimation.level).model_dump(),
+                "prevalence": prevalence_from_flags(k, n, estimation.rates, estimation.level).model_dump(),
+            }
+        )
+    return rows
+
+
+def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: pd.DataFrame) -> list[Warning_]:
+    warnings: list[Warning_] = []
+
+    def add(kind: str, mask: pd.Series, message: str, describe) -> None:
+        if mask.any():
+            examples = [describe(row) for _, row in items[mask].head(5).iterrows()]
+            warnings.append(Warning_(kind=kind, count=int(mask.sum()), message=message, examples=examples))
+
+    where = lambda r: f"{r['file']}, row {'?' if pd.isna(r['row']) else int(r['row'])}"  # noqa: E731
+    for path, reason in unreadable_files.items():
+        warnings.append(Warning_(kind="unreadable_file", count=1, message="file could not be read; its rows are not audited", examples=[reason]))
+    add("unreadable_row", items[STATUS].eq(UNREADABLE) & items["row"].notna(), "rows that could not be parsed were skipped", lambda r: f"{where(r)}: {r['problem']}")
+    if len(encoding_rows):
+        warnings.append(
+            Warning_(
+                kind="encoding", count=len(encoding_rows), message="lines that were not valid UTF-8 were read as Windows-1252",
+                examples=[f"{r['file']}, row {int(r['row'])}: {r['problem']}" for _, r in encoding_rows.head(5).iterrows()],
+            )
+        )
+    for reason in ("missing", "empty", "too_short"):
+        mask = items[STATUS].eq(SKIPPED) & items["problem"].astype(str).str.startswith(reason)
+        add(f"text_{reason}", mask, f"texts skipped as {reason.replace('_', ' ')}", lambda r: f"{where(r)}: {r['problem']}")
+    add("duplicate_id", items["duplicate_id"], "ids that appear more than once (all rows are kept)", lambda r: f"{r[ITEM_ID]} ({where(r)})")
+    add("missing_vendor", items["vendor"].eq(MISSING_VENDOR), f"rows without a vendor are reported as {MISSING_VENDOR!r}", where)
+    if "text_truncated" in items:
+        add("text_truncated", items["text_truncated"].fillna(False).astype(bool), "very long texts were cut before scoring", where)
+    sizes = items[items[STATUS].eq(SCORED)].groupby("vendor").size()
+    small = sizes[sizes < SMALL_VENDOR]
+    if len(small):
+        warnings.append(
+            Warning_(
+                kind="small_vendor", count=len(small),
+                message=f"vendors with fewer than {SMALL_VENDOR} scored items: their intervals are wide",
+                examples=[f"{vendor}: {n} item(s)" for vendor, n in small.head(10).items()],
+            )
+        )
+    return warnings

@@ -1,0 +1,136 @@
+"""The audit report: pydantic models, versioned. ``report.json`` is the canonical output;
+the HTML and Markdown renderings are made from it and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from auditor.stats import Interval
+
+REPORT_SCHEMA_VERSION = "1.0"
+
+
+class Warning_(BaseModel):
+    """Something in the input that was repaired, skipped or looks wrong; never fatal."""
+
+    kind: str
+    count: int
+    message: str
+    examples: list[str] = Field(default_factory=list)
+
+
+class ItemEvidence(BaseModel):
+    item_id: str
+    vendor: str
+    worker: str | None = None
+    llm_probability: float
+    flag_reason: str | None = None
+    signals_fired: list[str] = Field(default_factory=list, description="signals beyond the 95th percentile of human reference texts")
+    highlighted_spans: list[dict[str, Any]] = Field(default_factory=list, description="sentences that score most machine-like")
+    nearest_duplicate: dict[str, Any] | None = None
+    behaviour: dict[str, Any] = Field(default_factory=dict)
+    text: str
+
+
+class WorkerReport(BaseModel):
+    worker: str
+    n_items: int
+    n_flagged: int
+    mean_probability: float
+    prevalence: Interval = Field(description="shrunk towards the vendor's rate; corrected for detector error rates")
+    p_uses_llm: float = Field(description="posterior probability that at least half of this worker's items are LLM-written")
+    in_duplicate_clusters: int = 0
+    behaviour: dict[str, Any] = Field(default_factory=dict)
+    flagged_items: list[str] = Field(default_factory=list)
+
+
+class DuplicateCluster(BaseModel):
+    cluster: int
+    size: int
+    workers: list[str]
+    vendors: list[str]
+    mean_probability: float
+    example: str
+    item_ids: list[str]
+
+
+class ReferenceMatch(BaseModel):
+    item_id: str
+    reference_key: str
+    jaccard: float
+    reference_label: str | None
+    reference_source: str | None
+
+
+class Diversity(BaseModel):
+    n_texts: int
+    distinct_1: float
+    distinct_2: float
+    compression_ratio: float = Field(description="raw / zlib-compressed size of the sampled texts; higher = more repetitive")
+    mean_pairwise_similarity: float = Field(description="mean cosine similarity of sentence embeddings (all-MiniLM-L6-v2)")
+
+
+class BehaviourSummary(BaseModel):
+    columns: dict[str, str] = Field(description="role -> input column used")
+    flagged: dict[str, float | None]
+    not_flagged: dict[str, float | None]
+    notes: list[str] = Field(default_factory=list)
+
+
+class VendorReport(BaseModel):
+    vendor: str
+    n_items: int = Field(description="rows attributed to this vendor")
+    n_scored: int
+    n_skipped: int
+    n_flagged: int
+    flag_rate: Interval
+    prevalence: Interval
+    prevalence_score_mixture: Interval | None = None
+    batches: list[dict[str, Any]] = Field(default_factory=list)
+    workers: list[WorkerReport] = Field(default_factory=list)
+    top_workers: list[str] = Field(default_factory=list, description="workers most likely to use an LLM, best evidence first")
+    duplicate_clusters: list[DuplicateCluster] = Field(default_factory=list)
+    reference_matches: list[ReferenceMatch] = Field(default_factory=list)
+    top_flagged: list[ItemEvidence] = Field(default_factory=list)
+    diversity: Diversity | None = None
+    behaviour: BehaviourSummary | None = None
+    score_histogram: list[int] = Field(default_factory=list, description="counts of llm_probability in 20 equal bins")
+
+
+class Methods(BaseModel):
+    interval_level: float
+    flag_rate: str
+    prevalence: str
+    prevalence_score_mixture: str
+    workers: str
+    error_rates: dict[str, Any]
+
+
+class InputFile(BaseModel):
+    path: str
+    rows_read: int
+    bytes: int
+    sha256: str
+
+
+class Report(BaseModel):
+    schema_version: str = REPORT_SCHEMA_VERSION
+    created_at: str
+    inputs: list[InputFile]
+    columns: dict[str, Any]
+    configuration: dict[str, Any]
+    models: dict[str, Any]
+    methods: Methods
+    totals: dict[str, Any]
+    vendors: list[VendorReport]
+    cross_vendor_duplicate_clusters: list[DuplicateCluster] = Field(default_factory=list)
+    human_reference: Diversity | None = None
+    warnings: list[Warning_] = Field(default_factory=list)
+
+    def vendor(self, name: str) -> VendorReport:
+        for vendor in self.vendors:
+            if vendor.vendor == name:
+                return vendor
+        raise KeyError(name)
