@@ -23,7 +23,17 @@ from auditor.report import (
     WorkerReport,
 )
 from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
-from auditor.stats import ErrorRates, ScoreReference, prevalence_from_flags, prevalence_from_scores, shrunk_rates, wilson
+from auditor.stats import (
+    ErrorRates,
+    Interval,
+    ScoreReference,
+    item_posteriors,
+    poisson_binomial,
+    prevalence_from_flags,
+    prevalence_from_scores,
+    shrunk_rates,
+    wilson,
+)
 from detectors.perplexity import MACHINE_DIRECTION
 
 FAST_TYPING_CPS = 8.0  # characters per second of whole-task time: faster than people type
@@ -39,6 +49,7 @@ class Estimation:
     reference: ScoreReference | None
     level: float
     rates_source: str
+    primary: str = "flags"  # which estimator the vendor's `prevalence` reports: "flags" or "mixture"
 
 
 def _truthy(value: Any) -> float:
@@ -175,41 +186,73 @@ def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: i
     return sorted(clusters, key=lambda c: (-c.size, c.cluster))
 
 
-def worker_reports(items: pd.DataFrame, estimation: Estimation, behaviour: pd.DataFrame, clusters: list[DuplicateCluster]) -> list[WorkerReport]:
+def worker_reports(
+    items: pd.DataFrame, estimation: Estimation, behaviour: pd.DataFrame, clusters: list[DuplicateCluster], mixture: Interval | None
+) -> list[WorkerReport]:
     scored = items[items[STATUS].eq(SCORED) & items["worker"].notna()]
     if scored.empty:
         return []
     grouped = scored.groupby("worker")
-    k, n = grouped[FLAGGED].sum().to_numpy(), grouped.size().to_numpy()
-    prior = shrunk_rates(k, n)
-    rates = estimation.rates
-    spread = max(rates.tpr - rates.fpr, 1e-3)
-    in_cluster = {}
+    in_cluster: dict[str, int] = {}
     for cluster in clusters:
         for worker in cluster.workers:
             in_cluster[worker] = in_cluster.get(worker, 0) + 1
+    if estimation.primary == "mixture" and mixture is not None:
+        estimates = _workers_from_posteriors(grouped, estimation, mixture.estimate)
+    else:
+        estimates = _workers_from_flags(grouped, estimation)
     reports = []
-    for (worker, part), flagged, size in zip(grouped, k, n, strict=True):
-        a, b = prior[0] + flagged, prior[1] + size - flagged
-        flag_rate = np.array([a / (a + b), *beta_dist.ppf([(1 - estimation.level) / 2, (1 + estimation.level) / 2], a, b)])
-        low_est_high = np.clip((flag_rate - rates.fpr) / spread, 0.0, 1.0)
-        half = rates.fpr + 0.5 * spread  # the flag rate of a worker whose items are half LLM-written
-        worker_behaviour = behaviour.loc[part.index] if not behaviour.empty else behaviour
-        summary = {col: _median(worker_behaviour[col]) for col in worker_behaviour.columns} if not behaviour.empty else {}
+    for worker, part in grouped:
+        prevalence, p_uses = estimates[worker]
+        summary = {col: _median(behaviour.loc[part.index, col]) for col in behaviour.columns} if not behaviour.empty else {}
         reports.append(
             WorkerReport(
                 worker=str(worker),
-                n_items=int(size),
-                n_flagged=int(flagged),
+                n_items=len(part),
+                n_flagged=int(part[FLAGGED].sum()),
                 mean_probability=round(float(part[PROBABILITY].mean()), 4),
-                prevalence={"estimate": float(low_est_high[0]), "ci_low": float(low_est_high[1]), "ci_high": float(low_est_high[2])},
-                p_uses_llm=round(float(beta_dist.sf(half, a, b)), 4),
+                prevalence=prevalence,
+                p_uses_llm=round(p_uses, 4),
                 in_duplicate_clusters=in_cluster.get(str(worker), 0),
                 behaviour=summary,
                 flagged_items=[str(i) for i in part.loc[part[FLAGGED], ITEM_ID].head(20)],
             )
         )
     return sorted(reports, key=lambda r: (-r.p_uses_llm, -r.mean_probability, r.worker))
+
+
+def _workers_from_flags(grouped, estimation: Estimation) -> dict[str, tuple[Interval, float]]:
+    """Flag counts shrunk towards the vendor's rate (beta-binomial), corrected by the error rates."""
+    k, n = grouped[FLAGGED].sum().to_numpy(), grouped.size().to_numpy()
+    prior = shrunk_rates(k, n)
+    rates = estimation.rates
+    spread = max(rates.tpr - rates.fpr, 1e-3)
+    half = rates.fpr + 0.5 * spread  # the flag rate of a worker whose items are half LLM-written
+    tails = [(1 - estimation.level) / 2, (1 + estimation.level) / 2]
+    out = {}
+    for worker, flagged, size in zip(grouped.groups, k, n, strict=True):
+        a, b = prior[0] + flagged, prior[1] + size - flagged
+        flag_rate = np.array([a / (a + b), *beta_dist.ppf(tails, a, b)])
+        est, low, high = np.clip((flag_rate - rates.fpr) / spread, 0.0, 1.0)
+        out[worker] = (Interval(estimate=float(est), ci_low=float(low), ci_high=float(high)), float(beta_dist.sf(half, a, b)))
+    return out
+
+
+def _workers_from_posteriors(grouped, estimation: Estimation, vendor_prevalence: float) -> dict[str, tuple[Interval, float]]:
+    """Each item's posterior probability of being LLM-written under the vendor's fitted score
+    mixture (the vendor's prevalence is the prior, which is what shrinks small workers);
+    a worker's LLM-item count is then Poisson-binomial."""
+    out = {}
+    for worker, part in grouped:
+        posterior = item_posteriors(part[PROBABILITY].to_numpy(dtype=float), estimation.reference, vendor_prevalence)
+        pmf = poisson_binomial(posterior)
+        cdf = np.cumsum(pmf)
+        n = len(posterior)
+        low = np.searchsorted(cdf, (1 - estimation.level) / 2) / n
+        high = np.searchsorted(cdf, (1 + estimation.level) / 2) / n
+        p_half = float(pmf[int(np.ceil(n / 2)) :].sum())
+        out[worker] = (Interval(estimate=float(posterior.mean()), ci_low=float(low), ci_high=float(min(high, 1.0))), p_half)
+    return out
 
 
 def vendor_report(
@@ -226,7 +269,10 @@ def vendor_report(
     level = estimation.level
     probabilities = scored[PROBABILITY].to_numpy(dtype=float)
     clusters = duplicate_clusters(items)
-    workers = worker_reports(items, estimation, behaviour, clusters)
+    from_flags = prevalence_from_flags(n_flagged, n_scored, estimation.rates, level)
+    mixture = prevalence_from_scores(probabilities, estimation.reference, level) if estimation.reference else None
+    primary = mixture if estimation.primary == "mixture" and mixture is not None else from_flags
+    workers = worker_reports(items, estimation, behaviour, clusters, mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
     references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
     return VendorReport(
@@ -236,8 +282,9 @@ def vendor_report(
         n_skipped=int(items[STATUS].eq(SKIPPED).sum()),
         n_flagged=n_flagged,
         flag_rate=wilson(n_flagged, n_scored, level),
-        prevalence=prevalence_from_flags(n_flagged, n_scored, estimation.rates, level),
-        prevalence_score_mixture=prevalence_from_scores(probabilities, estimation.reference, level) if estimation.reference else None,
+        prevalence=primary,
+        prevalence_from_flags=from_flags,
+        prevalence_score_mixture=mixture,
         batches=batch_rows(scored, estimation) if scored["batch"].notna().any() else [],
         workers=workers,
         top_workers=[w.worker for w in workers if w.p_uses_llm >= 0.5][:10],
@@ -260,13 +307,17 @@ def batch_rows(scored: pd.DataFrame, estimation: Estimation) -> list[dict[str, A
     rows = []
     for batch, part in scored.groupby("batch"):
         k, n = int(part[FLAGGED].sum()), len(part)
+        if estimation.primary == "mixture" and estimation.reference is not None:
+            prevalence = prevalence_from_scores(part[PROBABILITY].to_numpy(dtype=float), estimation.reference, estimation.level)
+        else:
+            prevalence = prevalence_from_flags(k, n, estimation.rates, estimation.level)
         rows.append(
             {
                 "batch": str(batch),
                 "n_scored": n,
                 "n_flagged": k,
                 "flag_rate": wilson(k, n, estimation.level).model_dump(),
-                "prevalence": prevalence_from_flags(k, n, estimation.rates, estimation.level).model_dump(),
+                "prevalence": prevalence.model_dump(),
             }
         )
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from auditor.io import InputError, RowProblem, read_table, require_columns, writ
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
 reference_app = typer.Typer(no_args_is_help=True, help="The near-duplicate reference index.")
 app.add_typer(reference_app, name="reference")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the REST service.")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="trained bundle directory (default: the shipped model)")]
@@ -396,6 +399,98 @@ def reference_info() -> None:
     settings = get_settings()
     index = NearDuplicateDetector(threshold=settings.dedup_threshold, reference=settings.reference_location).index
     typer.echo(json.dumps(index.describe(), indent=2))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(help="audit worker processes to start alongside the web server (0: run them yourself with `auditor worker`)")] = 1,
+) -> None:
+    """Run the REST service (FastAPI under /v1, docs at /docs) and its audit workers."""
+    import subprocess
+
+    import uvicorn
+
+    from api.main import create_app
+
+    _quiet_libraries()
+    logging.getLogger("api").setLevel(logging.INFO)
+    app_ = create_app(get_settings())
+    children = [subprocess.Popen([sys.executable, "-m", "auditor.cli", "worker"]) for _ in range(workers)]
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=30)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between polls of an empty queue")] = 1.0,
+) -> None:
+    """Run audit jobs from the service's queue (loads the models once)."""
+    import signal
+    import threading
+
+    from api.db import migrate
+    from api.jobs import worker_loop
+    from auditor.scoring import Scorer
+
+    _quiet_libraries()
+    logging.getLogger("api").setLevel(logging.INFO)
+    settings = get_settings()
+    migrate(settings.database)
+    scorer = Scorer(settings, reference=False).setup()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"worker ready on {settings.database.split('@')[-1]}")
+    worker_loop(settings, scorer, poll_seconds=poll, once=once, stop=stop)
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="tenant the key belongs to (created if new)")]) -> None:
+    """Create an API key; it is printed once, alone on the last line."""
+    from api.db import migrate, session_factory
+    from api.keys import create_key
+
+    settings = get_settings()
+    migrate(settings.database)
+    with session_factory(settings.database)() as session:
+        key, record = create_key(session, tenant)
+    typer.echo(f"created a key for tenant {tenant!r} (prefix {record.prefix}); store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its first 12 characters")]) -> None:
+    """Revoke an API key."""
+    from api.db import migrate, session_factory
+    from api.keys import revoke_key
+
+    settings = get_settings()
+    migrate(settings.database)
+    with session_factory(settings.database)() as session:
+        revoked = revoke_key(session, key)
+    if not revoked:
+        fail("no active key matches")
+    typer.echo(f"revoked {revoked} key(s)")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Tenants and key prefixes (never the keys)."""
+    from api.db import migrate, session_factory
+    from api.keys import list_keys
+
+    settings = get_settings()
+    migrate(settings.database)
+    with session_factory(settings.database)() as session:
+        for tenant, prefix, created, revoked in list_keys(session):
+            typer.echo(f"{tenant}\t{prefix}\tcreated {created}" + (f"\trevoked {revoked}" if revoked else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m auditor.cli`

@@ -89,6 +89,7 @@ def _decoded_lines(path: Path, compression: str | None, problems: list[RowProble
         raise InputError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     with handle:
         stream = io.BufferedReader(handle) if compression == "zstd" else handle
+        _refuse_binary(path, stream.peek(4096)[:4096] if hasattr(stream, "peek") else b"")
         line_no = 0
         try:
             for raw in stream:
@@ -116,6 +117,16 @@ def _decoded_lines(path: Path, compression: str | None, problems: list[RowProble
                     "truncated_file",
                 )
             )
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    """Text formats must be UTF-8 (or close to it): say so instead of parsing noise."""
+    if head.startswith(_UTF16_BOMS) or (head and head.count(b"\x00") > len(head) // 4):
+        kind = "UTF-16 text" if head.startswith(_UTF16_BOMS) or head[1:2] == b"\x00" else "binary data"
+        raise InputError(f"{path}: this looks like {kind}, not a UTF-8 text file; convert it to UTF-8 (or send Parquet)")
 
 
 def read_columns(path: str | Path) -> list[str]:

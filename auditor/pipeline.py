@@ -65,9 +65,13 @@ def estimation_for(scorer: Scorer, options: AuditOptions, on_progress: Callable[
         tp = int(calibration.flags(machine_scores).sum())
         rates = ErrorRates(rates.false_positives, rates.n_human, tp, len(machine_scores))
         source += f"; true positives measured on {len(machine_scores)} texts of {options.machine_reference}"
+    primary = "flags"
     if human_scores is not None and machine_scores is not None:
+        # Domain-matched references of both kinds: their full score distributions carry more
+        # information than one threshold does, so the score mixture becomes the primary estimate.
         reference = ScoreReference.from_scores(human_scores, machine_scores)
-    return Estimation(calibration, rates, reference, options.level, source)
+        primary = "mixture"
+    return Estimation(calibration, rates, reference, options.level, source, primary)
 
 
 def run_audit(
@@ -152,6 +156,7 @@ def _methods(estimation: Estimation) -> Methods:
     rates = estimation.rates
     return Methods(
         interval_level=estimation.level,
+        primary="score_mixture" if estimation.primary == "mixture" else "flags",
         flag_rate="share of scored items with llm_probability above the calibrated threshold; Wilson interval",
         prevalence=(
             "flag count corrected for the detector's false- and true-positive rates: flat prior on prevalence, error "

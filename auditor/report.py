@@ -86,7 +86,8 @@ class VendorReport(BaseModel):
     n_skipped: int
     n_flagged: int
     flag_rate: Interval
-    prevalence: Interval
+    prevalence: Interval = Field(description="the primary estimate (see methods.primary)")
+    prevalence_from_flags: Interval | None = None
     prevalence_score_mixture: Interval | None = None
     batches: list[dict[str, Any]] = Field(default_factory=list)
     workers: list[WorkerReport] = Field(default_factory=list)
@@ -101,6 +102,7 @@ class VendorReport(BaseModel):
 
 class Methods(BaseModel):
     interval_level: float
+    primary: str = Field(description="which estimate `prevalence` reports: flags or score_mixture")
     flag_rate: str
     prevalence: str
     prevalence_score_mixture: str

@@ -3,6 +3,7 @@ signals, near-duplicate evidence, and the flag decision with the reason behind i
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -64,6 +65,18 @@ class Scorer:
         )
         self.memo_size = 100_000
         self._memo: dict[str, pd.Series] = {}
+
+    def with_reference(self, location: str | None) -> Scorer:
+        """The same loaded models, with near-duplicates checked against another reference index."""
+        if location == self.duplicates.reference:
+            return self
+        clones = self.__dict__.setdefault("_reference_clones", {})
+        if location not in clones:
+            clone = copy.copy(self)
+            clone.duplicates = NearDuplicateDetector(threshold=self.settings.dedup_threshold, reference=location)
+            clone.__dict__["_reference_clones"] = clones
+            clones[location] = clone
+        return clones[location]
 
     def require_calibration(self) -> Calibration:
         if self.calibration is None:

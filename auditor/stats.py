@@ -96,7 +96,11 @@ class ScoreReference:
     machine_counts: np.ndarray
 
     @classmethod
-    def from_scores(cls, human: np.ndarray, machine: np.ndarray, bins: int = 24) -> ScoreReference:
+    def from_scores(cls, human: np.ndarray, machine: np.ndarray, bins: int | None = None) -> ScoreReference:
+        """Bins at quantiles of the pooled scores; about ten reference texts of the smaller set
+        per bin (5 to 24 bins), so that small domain references give smooth densities."""
+        human, machine = np.asarray(human, dtype=float), np.asarray(machine, dtype=float)
+        bins = bins or int(np.clip(min(len(human), len(machine)) // 10, 5, 24))
         pooled = _to_logit(np.concatenate([human, machine]))
         inner = np.unique(np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1]))
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
@@ -167,15 +171,22 @@ def shrunk_rates(k: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     return mean * strength, (1 - mean) * strength
 
 
-def worker_prevalence(k: int, n: int, prior: tuple[float, float], rates: ErrorRates, level: float = 0.9) -> Interval:
-    """Shrunk flag rate (Beta posterior) mapped to prevalence through the error rates."""
-    from scipy.stats import beta
+def item_posteriors(scores: np.ndarray, reference: ScoreReference, prevalence: float) -> np.ndarray:
+    """P(LLM-written | score) for each item under the fitted mixture (the EM "responsibility")."""
+    human, machine = reference.densities()
+    bins = np.searchsorted(reference.edges[1:-1], _to_logit(scores), side="right")
+    llm = prevalence * machine[bins]
+    return llm / (llm + (1 - prevalence) * human[bins])
 
-    a, b = prior[0] + k, prior[1] + n - k
-    flag = np.array([a / (a + b), *beta.ppf([(1 - level) / 2, (1 + level) / 2], a, b)])
-    spread = max(rates.tpr - rates.fpr, 1e-3)
-    est, low, high = np.clip((flag - rates.fpr) / spread, 0.0, 1.0)
-    return Interval(estimate=float(est), ci_low=float(low), ci_high=float(high))
+
+def poisson_binomial(p: np.ndarray) -> np.ndarray:
+    """Distribution of the number of successes of independent Bernoulli(p_i) trials."""
+    pmf = np.zeros(len(p) + 1)
+    pmf[0] = 1.0
+    for i, q in enumerate(p, start=1):
+        pmf[1 : i + 1] = pmf[1 : i + 1] * (1 - q) + pmf[:i] * q
+        pmf[0] *= 1 - q
+    return pmf
 
 
 __all__ = [
@@ -186,5 +197,6 @@ __all__ = [
     "prevalence_from_scores",
     "shrunk_rates",
     "wilson",
-    "worker_prevalence",
+    "item_posteriors",
+    "poisson_binomial",
 ]
