@@ -1,0 +1,48 @@
+"""Typed dependencies: the database session and the tenant behind the API key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.db import Tenant
+from api.keys import tenant_for_key
+from api.problems import Problem
+from auditor.config import Settings
+from auditor.scoring import Scorer
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_scorer(request: Request) -> Scorer:
+    scorer = request.app.state.scorer
+    if scorer is None:
+        raise Problem(503, "the models are still loading; retry in a few seconds", retry_after=5)
+    return scorer
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+
+
+def current_tenant(session: SessionDep, x_api_key: Annotated[str | None, Header(description="your API key")] = None) -> Tenant:
+    if not x_api_key:
+        raise Problem(401, "send your API key in the X-API-Key header (create one with `auditor keys create --tenant NAME`)")
+    tenant = tenant_for_key(session, x_api_key)
+    if tenant is None:
+        raise Problem(401, "this API key is unknown or revoked")
+    return tenant
+
+
+TenantDep = Annotated[Tenant, Depends(current_tenant)]

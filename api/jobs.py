@@ -1,0 +1,216 @@
+"""Audit jobs: a queue in the database, claimed by worker processes with row locking.
+
+A worker loads the models once, then loops: claim the oldest queued job (or a running one
+whose worker stopped sending heartbeats), run the same audit the CLI runs, store the
+report in the database, and record each vendor's estimate for the vendor history.
+Scored chunks are kept in the job's work directory, so a job taken over after its worker
+died resumes instead of starting again (when the new worker shares the directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import AuditJob, VendorEstimate, session_factory, utcnow
+from auditor.audit import AuditColumns, AuditOptions
+from auditor.config import Settings
+from auditor.io import InputError
+from auditor.pipeline import plan, run_audit
+from auditor.render import render_html, render_markdown
+from auditor.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+COLUMN_ROLES = ("text", "vendor", "worker", "id", "batch", "time", "paste", "keystrokes")
+
+
+def jobs_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "jobs"
+
+
+def _claimable(settings: Settings):
+    stale = utcnow() - timedelta(seconds=settings.job_stale_seconds)
+    return or_(AuditJob.status == QUEUED, and_(AuditJob.status == RUNNING, AuditJob.heartbeat_at < stale))
+
+
+def claim_job(session: Session, settings: Settings, worker: str) -> AuditJob | None:
+    """Atomically take the oldest claimable job for ``worker``."""
+    now = utcnow()
+    if session.bind.dialect.name == "postgresql":
+        job = session.scalars(
+            select(AuditJob).where(_claimable(settings)).order_by(AuditJob.created_at).limit(1).with_for_update(skip_locked=True)
+        ).first()
+        if job is None:
+            session.rollback()
+            return None
+        job.status, job.worker, job.heartbeat_at, job.attempts = RUNNING, worker, now, job.attempts + 1
+        job.started_at = job.started_at or now
+        session.commit()
+        return job
+    # SQLite has no row locks: one UPDATE ... RETURNING is atomic under its database lock.
+    candidate = select(AuditJob.id).where(_claimable(settings)).order_by(AuditJob.created_at).limit(1).scalar_subquery()
+    claimed = session.execute(
+        update(AuditJob)
+        .where(AuditJob.id == candidate, _claimable(settings))
+        .values(status=RUNNING, worker=worker, heartbeat_at=now, attempts=AuditJob.attempts + 1)
+        .returning(AuditJob.id)
+    ).scalar()
+    session.commit()
+    if claimed is None:
+        return None
+    job = session.get(AuditJob, claimed)
+    if job.started_at is None:
+        job.started_at = now
+        session.commit()
+    return job
+
+
+class Heartbeat(threading.Thread):
+    """Keeps a running job's heartbeat and progress fresh while the audit runs."""
+
+    def __init__(self, factory: sessionmaker, job_id: str, interval: float):
+        super().__init__(daemon=True)
+        self.factory, self.job_id, self.interval = factory, job_id, interval
+        self.rows_done = 0
+        self._stop = threading.Event()
+
+    def advance(self, n: int) -> None:
+        self.rows_done += n
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        with self.factory() as session:
+            session.execute(
+                update(AuditJob).where(AuditJob.id == self.job_id).values(heartbeat_at=utcnow(), rows_done=self.rows_done)
+            )
+            session.commit()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionmaker) -> None:
+    """Run one claimed job to success or failure."""
+    work = jobs_dir(settings) / job.id
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / job.input_name
+    source.write_bytes(job.input_data)
+    params = job.params
+    heartbeat = Heartbeat(factory, job.id, settings.job_heartbeat_seconds)
+    heartbeat.start()
+    try:
+        columns = AuditColumns(**{role: params["columns"].get(role) for role in COLUMN_ROLES})
+        columns, unreadable, expected = plan([source], columns)
+        with factory() as session:
+            session.execute(update(AuditJob).where(AuditJob.id == job.id).values(rows_expected=expected))
+            session.commit()
+        tenant_scorer = scorer.with_reference(settings.tenant_reference_location(job.tenant_id))
+        options = AuditOptions(level=params.get("level", 0.9), resume=True)
+        report = run_audit([source], columns, work / "out", tenant_scorer, settings, options, unreadable, heartbeat.advance)
+        _finish(factory, job, report, heartbeat.rows_done)
+        shutil.rmtree(work, ignore_errors=True)
+    except (InputError, ValueError) as exc:
+        _fail(factory, job.id, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a job's failure must not take the worker down
+        log.exception("job %s failed", job.id)
+        _fail(factory, job.id, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        heartbeat.stop()
+
+
+def _finish(factory: sessionmaker, job: AuditJob, report, rows_done: int) -> None:
+    with factory() as session:
+        stored = session.get(AuditJob, job.id)
+        stored.status, stored.finished_at, stored.error = SUCCEEDED, utcnow(), None
+        stored.rows_done = stored.rows_expected = rows_done
+        stored.report_json = report.model_dump_json()
+        stored.report_html = render_html(report)
+        stored.report_md = render_markdown(report)
+        for vendor in report.vendors:
+            session.add(
+                VendorEstimate(
+                    tenant_id=job.tenant_id, job_id=job.id, vendor=vendor.vendor, n_scored=vendor.n_scored,
+                    n_flagged=vendor.n_flagged, flag_rate=vendor.flag_rate.estimate, prevalence=vendor.prevalence.estimate,
+                    ci_low=vendor.prevalence.ci_low, ci_high=vendor.prevalence.ci_high,
+                )
+            )
+        session.commit()
+
+
+def _fail(factory: sessionmaker, job_id: str, message: str) -> None:
+    with factory() as session:
+        session.execute(update(AuditJob).where(AuditJob.id == job_id).values(status=FAILED, finished_at=utcnow(), error=message))
+        session.commit()
+
+
+def fail_exhausted(session: Session, settings: Settings) -> int:
+    """Jobs whose workers died ``job_max_attempts`` times are failed instead of retried forever."""
+    stale = utcnow() - timedelta(seconds=settings.job_stale_seconds)
+    result = session.execute(
+        update(AuditJob)
+        .where(AuditJob.status == RUNNING, AuditJob.heartbeat_at < stale, AuditJob.attempts >= settings.job_max_attempts)
+        .values(status=FAILED, finished_at=utcnow(), error=f"the worker running this job stopped {settings.job_max_attempts} times")
+    )
+    session.commit()
+    return result.rowcount
+
+
+def worker_loop(settings: Settings, scorer: Scorer, poll_seconds: float = 1.0, once: bool = False, stop: threading.Event | None = None) -> None:
+    """Process jobs until stopped (or until the queue is empty, with ``once``)."""
+    factory = session_factory(settings.database)
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        with factory() as session:
+            fail_exhausted(session, settings)
+            job = claim_job(session, settings, name)
+        if job is None:
+            if once:
+                return
+            stop.wait(poll_seconds)
+            continue
+        log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
+        run_job(job, scorer, settings, factory)
+
+
+def iso(moment) -> str | None:
+    return moment.isoformat(timespec="seconds") + "Z" if moment else None
+
+
+def job_status(job: AuditJob) -> dict:
+    progress = None
+    if job.rows_expected:
+        progress = min(1.0, job.rows_done / job.rows_expected)
+    elif job.status == SUCCEEDED:
+        progress = 1.0
+    return {
+        "id": job.id,
+        "status": job.status,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "attempts": job.attempts,
+        "rows_done": job.rows_done,
+        "rows_expected": job.rows_expected,
+        "progress": progress,
+        "error": job.error,
+        "params": job.params,
+    }
+
+
+def jobs_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(text("SELECT status, COUNT(*) FROM audit_jobs GROUP BY status")).all()
+    return {status: count for status, count in rows}

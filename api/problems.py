@@ -1,0 +1,49 @@
+"""Errors as RFC 9457 ``application/problem+json`` with a message a person can act on."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, title: str | None = None, **extra):
+        self.status, self.detail, self.extra = status, detail, extra
+        self.title = title or HTTPStatus(status).phrase
+
+
+def problem_response(status: int, detail: str, title: str | None = None, instance: str | None = None, **extra) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+    if instance:
+        body["instance"] = instance
+    headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc.status, exc.detail, exc.title, str(request.url.path), **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return problem_response(exc.status_code, str(exc.detail), instance=str(request.url.path))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = [
+            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        said = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, f"the request does not match the API: {said}", errors=errors, instance=str(request.url.path))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        return problem_response(500, f"internal error ({type(exc).__name__}); the server log has the details", instance=str(request.url.path))

@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.jobs import jobs_by_state
+from api.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready"}})
+def readyz(request: Request):
+    """Ready to serve: the model is loaded and the database answers."""
+    state = request.app.state
+    checks = {"model_loaded": state.scorer is not None}
+    try:
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = True
+    except Exception:  # noqa: BLE001 - any database failure means not ready
+        checks["database"] = False
+    if not all(checks.values()):
+        failing = ", ".join(k for k, ok in checks.items() if not ok)
+        return problem_response(503, f"not ready: {failing}", checks=checks)
+    return {"status": "ready", **checks}
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    state = request.app.state
+    try:
+        with state.sessions() as session:
+            counts = jobs_by_state(session)
+        for job_state in ("queued", "running", "succeeded", "failed"):
+            state.metrics.jobs.labels(job_state).set(counts.get(job_state, 0))
+    except Exception:  # noqa: BLE001 - metrics must answer even when the database does not
+        pass
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
