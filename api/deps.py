@@ -36,10 +36,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 
-def current_tenant(session: SessionDep, x_api_key: Annotated[str | None, Header(description="your API key")] = None) -> Tenant:
+def current_tenant(
+    request: Request, x_api_key: Annotated[str | None, Header(description="your API key")] = None
+) -> Tenant:
     if not x_api_key:
-        raise Problem(401, "send your API key in the X-API-Key header (create one with `auditor keys create --tenant NAME`)")
-    tenant = tenant_for_key(session, x_api_key)
+        raise Problem(
+            401, "send your API key in the X-API-Key header (create one with `auditor keys create --tenant NAME`)"
+        )
+    # A session of its own, closed before the route runs: a /v1/score request waiting for the
+    # model must not hold a pooled connection, or concurrent requests exhaust the pool.
+    with request.app.state.sessions() as session:
+        tenant = tenant_for_key(session, x_api_key)
     if tenant is None:
         raise Problem(401, "this API key is unknown or revoked")
     return tenant

@@ -48,7 +48,11 @@ def claim_job(session: Session, settings: Settings, worker: str) -> AuditJob | N
     now = utcnow()
     if session.bind.dialect.name == "postgresql":
         job = session.scalars(
-            select(AuditJob).where(_claimable(settings)).order_by(AuditJob.created_at).limit(1).with_for_update(skip_locked=True)
+            select(AuditJob)
+            .where(_claimable(settings))
+            .order_by(AuditJob.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
         ).first()
         if job is None:
             session.rollback()
@@ -94,7 +98,9 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         with self.factory() as session:
             session.execute(
-                update(AuditJob).where(AuditJob.id == self.job_id).values(heartbeat_at=utcnow(), rows_done=self.rows_done)
+                update(AuditJob)
+                .where(AuditJob.id == self.job_id)
+                .values(heartbeat_at=utcnow(), rows_done=self.rows_done)
             )
             session.commit()
 
@@ -119,7 +125,9 @@ def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionm
             session.commit()
         tenant_scorer = scorer.with_reference(settings.tenant_reference_location(job.tenant_id))
         options = AuditOptions(level=params.get("level", 0.9), resume=True)
-        report = run_audit([source], columns, work / "out", tenant_scorer, settings, options, unreadable, heartbeat.advance)
+        report = run_audit(
+            [source], columns, work / "out", tenant_scorer, settings, options, unreadable, heartbeat.advance
+        )
         _finish(factory, job, report, heartbeat.rows_done)
         shutil.rmtree(work, ignore_errors=True)
     except (InputError, ValueError) as exc:
@@ -142,9 +150,15 @@ def _finish(factory: sessionmaker, job: AuditJob, report, rows_done: int) -> Non
         for vendor in report.vendors:
             session.add(
                 VendorEstimate(
-                    tenant_id=job.tenant_id, job_id=job.id, vendor=vendor.vendor, n_scored=vendor.n_scored,
-                    n_flagged=vendor.n_flagged, flag_rate=vendor.flag_rate.estimate, prevalence=vendor.prevalence.estimate,
-                    ci_low=vendor.prevalence.ci_low, ci_high=vendor.prevalence.ci_high,
+                    tenant_id=job.tenant_id,
+                    job_id=job.id,
+                    vendor=vendor.vendor,
+                    n_scored=vendor.n_scored,
+                    n_flagged=vendor.n_flagged,
+                    flag_rate=vendor.flag_rate.estimate,
+                    prevalence=vendor.prevalence.estimate,
+                    ci_low=vendor.prevalence.ci_low,
+                    ci_high=vendor.prevalence.ci_high,
                 )
             )
         session.commit()
@@ -152,7 +166,9 @@ def _finish(factory: sessionmaker, job: AuditJob, report, rows_done: int) -> Non
 
 def _fail(factory: sessionmaker, job_id: str, message: str) -> None:
     with factory() as session:
-        session.execute(update(AuditJob).where(AuditJob.id == job_id).values(status=FAILED, finished_at=utcnow(), error=message))
+        session.execute(
+            update(AuditJob).where(AuditJob.id == job_id).values(status=FAILED, finished_at=utcnow(), error=message)
+        )
         session.commit()
 
 
@@ -161,14 +177,26 @@ def fail_exhausted(session: Session, settings: Settings) -> int:
     stale = utcnow() - timedelta(seconds=settings.job_stale_seconds)
     result = session.execute(
         update(AuditJob)
-        .where(AuditJob.status == RUNNING, AuditJob.heartbeat_at < stale, AuditJob.attempts >= settings.job_max_attempts)
-        .values(status=FAILED, finished_at=utcnow(), error=f"the worker running this job stopped {settings.job_max_attempts} times")
+        .where(
+            AuditJob.status == RUNNING, AuditJob.heartbeat_at < stale, AuditJob.attempts >= settings.job_max_attempts
+        )
+        .values(
+            status=FAILED,
+            finished_at=utcnow(),
+            error=f"the worker running this job stopped {settings.job_max_attempts} times",
+        )
     )
     session.commit()
     return result.rowcount
 
 
-def worker_loop(settings: Settings, scorer: Scorer, poll_seconds: float = 1.0, once: bool = False, stop: threading.Event | None = None) -> None:
+def worker_loop(
+    settings: Settings,
+    scorer: Scorer,
+    poll_seconds: float = 1.0,
+    once: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
     """Process jobs until stopped (or until the queue is empty, with ``once``)."""
     factory = session_factory(settings.database)
     name = f"{socket.gethostname()}:{os.getpid()}"

@@ -34,7 +34,9 @@ def create_key(session: Session, tenant_name: str) -> tuple[str, ApiKey]:
 
 def revoke_key(session: Session, key_or_prefix: str) -> int:
     """Revoke by the full key or by its first 12 characters; returns how many were revoked."""
-    condition = ApiKey.key_hash == hash_key(key_or_prefix) if len(key_or_prefix) > 12 else ApiKey.prefix == key_or_prefix
+    condition = (
+        ApiKey.key_hash == hash_key(key_or_prefix) if len(key_or_prefix) > 12 else ApiKey.prefix == key_or_prefix
+    )
     records = session.scalars(select(ApiKey).where(condition, ApiKey.revoked_at.is_(None))).all()
     for record in records:
         record.revoked_at = utcnow()
@@ -49,4 +51,12 @@ def tenant_for_key(session: Session, key: str) -> Tenant | None:
 
 def list_keys(session: Session) -> list[tuple[str, str, str, str | None]]:
     rows = session.execute(select(Tenant.name, ApiKey.prefix, ApiKey.created_at, ApiKey.revoked_at).join(Tenant)).all()
-    return [(name, prefix, created.isoformat(timespec="seconds"), revoked.isoformat(timespec="seconds") if revoked else None) for name, prefix, created, revoked in rows]
+    return [
+        (
+            name,
+            prefix,
+            created.isoformat(timespec="seconds"),
+            revoked.isoformat(timespec="seconds") if revoked else None,
+        )
+        for name, prefix, created, revoked in rows
+    ]

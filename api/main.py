@@ -34,7 +34,9 @@ def create_app(settings: Settings | None = None, load_models: bool = True) -> Fa
             app.state.scorer = await asyncio.to_thread(_load_scorer, settings)
             app.state.scorer.detect(["warm-up text for the scoring kernels."])
         app.state.batcher = ScoreBatcher(
-            lambda texts: app.state.scorer.detect(texts), settings.score_batch_wait_ms / 1000, settings.max_texts_per_request
+            lambda texts: app.state.scorer.detect(texts),
+            settings.score_batch_wait_ms / 1000,
+            settings.max_texts_per_request,
         )
         await app.state.batcher.start()
         yield

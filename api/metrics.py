@@ -12,9 +12,14 @@ from starlette.requests import Request
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("auditor_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry)
+        self.requests = Counter(
+            "auditor_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
         self.latency = Histogram(
-            "auditor_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry,
+            "auditor_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.texts_scored = Counter("auditor_texts_scored_total", "texts scored by /v1/score", registry=self.registry)

@@ -18,8 +18,16 @@ class Problem(Exception):
         self.title = title or HTTPStatus(status).phrase
 
 
-def problem_response(status: int, detail: str, title: str | None = None, instance: str | None = None, **extra) -> JSONResponse:
-    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+def problem_response(
+    status: int, detail: str, title: str | None = None, instance: str | None = None, **extra
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     if instance:
         body["instance"] = instance
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
@@ -38,12 +46,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         errors = [
-            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "location": ".".join(str(p) for p in e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         said = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
-        return problem_response(422, f"the request does not match the API: {said}", errors=errors, instance=str(request.url.path))
+        return problem_response(
+            422, f"the request does not match the API: {said}", errors=errors, instance=str(request.url.path)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return problem_response(500, f"internal error ({type(exc).__name__}); the server log has the details", instance=str(request.url.path))
+        return problem_response(
+            500,
+            f"internal error ({type(exc).__name__}); the server log has the details",
+            instance=str(request.url.path),
+        )

@@ -8,11 +8,15 @@ from pydantic import BaseModel, Field
 
 
 class ScoreRequest(BaseModel):
-    texts: list[str | None] = Field(description="texts to score, in order; null or empty texts are answered with a skip_reason")
+    texts: list[str | None] = Field(
+        description="texts to score, in order; null or empty texts are answered with a skip_reason"
+    )
 
 
 class ScoreResult(BaseModel):
-    llm_probability: float | None = Field(description="calibrated probability that the text was written by an LLM; null if skipped")
+    llm_probability: float | None = Field(
+        description="calibrated probability that the text was written by an LLM; null if skipped"
+    )
     flagged: bool = Field(description="above the calibrated threshold, or a near-copy of known LLM output")
     flag_reason: str | None = None
     skip_reason: str | None = None

@@ -124,7 +124,9 @@ def behaviour_summary(items: pd.DataFrame, behaviour: pd.DataFrame, columns: dic
     if "keystrokes_per_char" in behaviour:
         few_keys = behaviour["keystrokes_per_char"] < 0.5
         if few_keys.any():
-            notes.append(f"{int(few_keys.sum())} item(s) were typed with fewer than half a keystroke per character (mostly pasted)")
+            notes.append(
+                f"{int(few_keys.sum())} item(s) were typed with fewer than half a keystroke per character (mostly pasted)"
+            )
     return BehaviourSummary(
         columns=columns, flagged=describe(items[FLAGGED]), not_flagged=describe(~items[FLAGGED]), notes=notes
     )
@@ -146,7 +148,12 @@ def evidence(item: pd.Series, estimation: Estimation, behaviour: pd.DataFrame, m
     highlighted = [dict(s, text=text[s["start"] : s["end"]]) for s in sorted(ranked, key=lambda s: s["start"])]
     nearest = None
     if item.get("ref_key"):
-        nearest = {"kind": "reference", "key": item["ref_key"], "jaccard": _number(item["ref_jaccard"]), "label": item.get("ref_label")}
+        nearest = {
+            "kind": "reference",
+            "key": item["ref_key"],
+            "jaccard": _number(item["ref_jaccard"]),
+            "label": item.get("ref_label"),
+        }
     elif item.get("dup_nearest"):
         nearest = {"kind": "same delivery", "item_id": item["dup_nearest"], "jaccard": _number(item["dup_jaccard"])}
     return ItemEvidence(
@@ -187,7 +194,11 @@ def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: i
 
 
 def worker_reports(
-    items: pd.DataFrame, estimation: Estimation, behaviour: pd.DataFrame, clusters: list[DuplicateCluster], mixture: Interval | None
+    items: pd.DataFrame,
+    estimation: Estimation,
+    behaviour: pd.DataFrame,
+    clusters: list[DuplicateCluster],
+    mixture: Interval | None,
 ) -> list[WorkerReport]:
     scored = items[items[STATUS].eq(SCORED) & items["worker"].notna()]
     if scored.empty:
@@ -204,7 +215,9 @@ def worker_reports(
     reports = []
     for worker, part in grouped:
         prevalence, p_uses = estimates[worker]
-        summary = {col: _median(behaviour.loc[part.index, col]) for col in behaviour.columns} if not behaviour.empty else {}
+        summary = (
+            {col: _median(behaviour.loc[part.index, col]) for col in behaviour.columns} if not behaviour.empty else {}
+        )
         reports.append(
             WorkerReport(
                 worker=str(worker),
@@ -234,11 +247,16 @@ def _workers_from_flags(grouped, estimation: Estimation) -> dict[str, tuple[Inte
         a, b = prior[0] + flagged, prior[1] + size - flagged
         flag_rate = np.array([a / (a + b), *beta_dist.ppf(tails, a, b)])
         est, low, high = np.clip((flag_rate - rates.fpr) / spread, 0.0, 1.0)
-        out[worker] = (Interval(estimate=float(est), ci_low=float(low), ci_high=float(high)), float(beta_dist.sf(half, a, b)))
+        out[worker] = (
+            Interval(estimate=float(est), ci_low=float(low), ci_high=float(high)),
+            float(beta_dist.sf(half, a, b)),
+        )
     return out
 
 
-def _workers_from_posteriors(grouped, estimation: Estimation, vendor_prevalence: float) -> dict[str, tuple[Interval, float]]:
+def _workers_from_posteriors(
+    grouped, estimation: Estimation, vendor_prevalence: float
+) -> dict[str, tuple[Interval, float]]:
     """Each item's posterior probability of being LLM-written under the vendor's fitted score
     mixture (the vendor's prevalence is the prior, which is what shrinks small workers);
     a worker's LLM-item count is then Poisson-binomial."""
@@ -251,7 +269,10 @@ def _workers_from_posteriors(grouped, estimation: Estimation, vendor_prevalence:
         low = np.searchsorted(cdf, (1 - estimation.level) / 2) / n
         high = np.searchsorted(cdf, (1 + estimation.level) / 2) / n
         p_half = float(pmf[int(np.ceil(n / 2)) :].sum())
-        out[worker] = (Interval(estimate=float(posterior.mean()), ci_low=float(low), ci_high=float(min(high, 1.0))), p_half)
+        out[worker] = (
+            Interval(estimate=float(posterior.mean()), ci_low=float(low), ci_high=float(min(high, 1.0))),
+            p_half,
+        )
     return out
 
 
@@ -291,14 +312,19 @@ def vendor_report(
         duplicate_clusters=clusters,
         reference_matches=[
             ReferenceMatch(
-                item_id=str(r[ITEM_ID]), reference_key=str(r["ref_key"]), jaccard=_number(r["ref_jaccard"]),
-                reference_label=r.get("ref_label"), reference_source=r.get("ref_source"),
+                item_id=str(r[ITEM_ID]),
+                reference_key=str(r["ref_key"]),
+                jaccard=_number(r["ref_jaccard"]),
+                reference_label=r.get("ref_label"),
+                reference_source=r.get("ref_source"),
             )
             for _, r in references.head(100).iterrows()
         ],
         top_flagged=[evidence(item, estimation, behaviour) for _, item in top.iterrows()],
         diversity=diversity(scored["text"].tolist(), embeddings=with_diversity) if n_scored >= 2 else None,
-        behaviour=behaviour_summary(items, behaviour.loc[items.index] if not behaviour.empty else behaviour, behaviour_cols),
+        behaviour=behaviour_summary(
+            items, behaviour.loc[items.index] if not behaviour.empty else behaviour, behaviour_cols
+        ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
     )
 
@@ -308,7 +334,9 @@ def batch_rows(scored: pd.DataFrame, estimation: Estimation) -> list[dict[str, A
     for batch, part in scored.groupby("batch"):
         k, n = int(part[FLAGGED].sum()), len(part)
         if estimation.primary == "mixture" and estimation.reference is not None:
-            prevalence = prevalence_from_scores(part[PROBABILITY].to_numpy(dtype=float), estimation.reference, estimation.level)
+            prevalence = prevalence_from_scores(
+                part[PROBABILITY].to_numpy(dtype=float), estimation.reference, estimation.level
+            )
         else:
             prevalence = prevalence_from_flags(k, n, estimation.rates, estimation.level)
         rows.append(
@@ -332,29 +360,66 @@ def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: p
             warnings.append(Warning_(kind=kind, count=int(mask.sum()), message=message, examples=examples))
 
     where = lambda r: f"{r['file']}, row {'?' if pd.isna(r['row']) else int(r['row'])}"  # noqa: E731
-    for path, reason in unreadable_files.items():
-        warnings.append(Warning_(kind="unreadable_file", count=1, message="file could not be read; its rows are not audited", examples=[reason]))
-    add("unreadable_row", items[STATUS].eq(UNREADABLE) & items["row"].notna(), "rows that could not be parsed were skipped", lambda r: f"{where(r)}: {r['problem']}")
+    for reason in unreadable_files.values():
+        warnings.append(
+            Warning_(
+                kind="unreadable_file",
+                count=1,
+                message="file could not be read; its rows are not audited",
+                examples=[reason],
+            )
+        )
+    add(
+        "unreadable_row",
+        items[STATUS].eq(UNREADABLE) & items["row"].notna(),
+        "rows that could not be parsed were skipped",
+        lambda r: f"{where(r)}: {r['problem']}",
+    )
     if len(encoding_rows):
         warnings.append(
             Warning_(
-                kind="encoding", count=len(encoding_rows), message="lines that were not valid UTF-8 were read as Windows-1252",
-                examples=[f"{r['file']}, row {int(r['row'])}: {r['problem']}" for _, r in encoding_rows.head(5).iterrows()],
+                kind="encoding",
+                count=len(encoding_rows),
+                message="lines that were not valid UTF-8 were read as Windows-1252",
+                examples=[
+                    f"{r['file']}, row {int(r['row'])}: {r['problem']}" for _, r in encoding_rows.head(5).iterrows()
+                ],
             )
         )
     for reason in ("missing", "empty", "too_short"):
         mask = items[STATUS].eq(SKIPPED) & items["problem"].astype(str).str.startswith(reason)
-        add(f"text_{reason}", mask, f"texts skipped as {reason.replace('_', ' ')}", lambda r: f"{where(r)}: {r['problem']}")
-    add("duplicate_id", items["duplicate_id"], "ids that appear more than once (all rows are kept)", lambda r: f"{r[ITEM_ID]} ({where(r)})")
-    add("missing_vendor", items["vendor"].eq(MISSING_VENDOR), f"rows without a vendor are reported as {MISSING_VENDOR!r}", where)
+        add(
+            f"text_{reason}",
+            mask,
+            f"texts skipped as {reason.replace('_', ' ')}",
+            lambda r: f"{where(r)}: {r['problem']}",
+        )
+    add(
+        "duplicate_id",
+        items["duplicate_id"],
+        "ids that appear more than once (all rows are kept)",
+        lambda r: f"{r[ITEM_ID]} ({where(r)})",
+    )
+    add(
+        "missing_vendor",
+        items["vendor"].eq(MISSING_VENDOR),
+        f"rows without a vendor are reported as {MISSING_VENDOR!r}",
+        where,
+    )
     if "text_truncated" in items:
-        add("text_truncated", items["text_truncated"].fillna(False).astype(bool), "very long texts were cut before scoring", where)
+        add(
+            "text_truncated",
+            items["text_truncated"].fillna(False).astype(bool),
+            "very long texts were cut before scoring",
+            where,
+        )
     sizes = items[items[STATUS].eq(SCORED)].groupby("vendor").size()
     small = sizes[sizes < SMALL_VENDOR]
     if len(small):
         warnings.append(
             Warning_(
-                kind="small_vendor", count=len(small),
+                kind="small_vendor",
+                count=len(small),
                 message=f"vendors with fewer than {SMALL_VENDOR} scored items: their intervals are wide",
                 examples=[f"{vendor}: {n} item(s)" for vendor, n in small.head(10).items()],
             )

@@ -224,7 +224,9 @@ def score_inputs(
         except InputError as exc:
             # The file became unreadable after validation (e.g. a Parquet footer is corrupt):
             # it is recorded as one unreadable item, and the other files are still audited.
-            frame = pd.DataFrame({"file": [str(path)], "row": [None], "text": [None], STATUS: [UNREADABLE], "problem": [str(exc)]})
+            frame = pd.DataFrame(
+                {"file": [str(path)], "row": [None], "text": [None], STATUS: [UNREADABLE], "problem": [str(exc)]}
+            )
             frame["file_index"] = file_index
             work.save(frame, file_index, 0)
     items = work.load()
@@ -248,11 +250,15 @@ def finalise_items(items: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
     duplicates = scorer.near_duplicates(items.loc[scored, "text"].tolist())
     nearest = duplicates["dup_nearest"].to_numpy(dtype=float)
     scored_index = np.flatnonzero(scored)
-    duplicates["dup_nearest"] = [items[ITEM_ID].iat[scored_index[int(j)]] if j >= 0 else None for j in np.nan_to_num(nearest, nan=-1)]
+    duplicates["dup_nearest"] = [
+        items[ITEM_ID].iat[scored_index[int(j)]] if j >= 0 else None for j in np.nan_to_num(nearest, nan=-1)
+    ]
     for column in duplicates.columns:
         items[column] = None
         items.loc[scored, column] = duplicates[column].to_numpy()
-    decided = scorer.decide(items.loc[scored, [PROBABILITY, "ref_label", "ref_jaccard", "ref_key"]].reset_index(drop=True))
+    decided = scorer.decide(
+        items.loc[scored, [PROBABILITY, "ref_label", "ref_jaccard", "ref_key"]].reset_index(drop=True)
+    )
     items[FLAGGED] = False
     items["flag_reason"] = None
     items.loc[scored, FLAGGED] = decided[FLAGGED].to_numpy()
@@ -287,7 +293,9 @@ def audit_state(paths: list[Path], columns: AuditColumns, scorer: Scorer, chunk_
 def read_reference_texts(path: Path, text_col: str) -> list[str]:
     frame, _ = read_table(path, [text_col])
     if text_col not in frame:
-        raise InputError(f"{path}: no such column: {text_col!r}. Columns in this file: {', '.join(map(repr, read_columns(path)))}")
+        raise InputError(
+            f"{path}: no such column: {text_col!r}. Columns in this file: {', '.join(map(repr, read_columns(path)))}"
+        )
     return [t for t in frame[text_col].tolist() if isinstance(t, str) and t.strip()]
 
 

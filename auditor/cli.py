@@ -162,7 +162,9 @@ def calibrate(
         float, typer.Option(min=0.1, max=0.9, help="share of human texts kept to measure the false-positive rate")
     ] = 0.5,
     model: ModelOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="write the calibrated bundle here (default: in place)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the calibrated bundle here (default: in place)")
+    ] = None,
     trust_model: TrustOpt = False,
 ) -> None:
     """Choose the operating threshold for a target false-positive rate and store it next to the model."""
@@ -197,7 +199,9 @@ def calibrate(
         )
     except ValueError as exc:
         fail(str(exc))
-    result.signal_reference = signal_reference({k: human_frame[SIGNAL_PREFIX + k].to_numpy() for k in MACHINE_DIRECTION})
+    result.signal_reference = signal_reference(
+        {k: human_frame[SIGNAL_PREFIX + k].to_numpy() for k in MACHINE_DIRECTION}
+    )
     target = copy_bundle(scorer.model_dir, out) if out else scorer.model_dir
     path = save_calibration(result, target)
     if target == scorer.model_dir:
@@ -277,8 +281,13 @@ def audit(
     time_col: Annotated[str | None, typer.Option("--time-col", help="time on task, in seconds")] = None,
     paste_col: Annotated[str | None, typer.Option("--paste-col", help="paste events (count or true/false)")] = None,
     keystrokes_col: Annotated[str | None, typer.Option("--keystrokes-col", help="keystroke count")] = None,
-    human_reference: Annotated[Path | None, typer.Option(help="human-written texts from the same task, to measure false positives and diversity on")] = None,
-    machine_reference: Annotated[Path | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on")] = None,
+    human_reference: Annotated[
+        Path | None,
+        typer.Option(help="human-written texts from the same task, to measure false positives and diversity on"),
+    ] = None,
+    machine_reference: Annotated[
+        Path | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on")
+    ] = None,
     reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
     level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
     resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
@@ -297,11 +306,17 @@ def audit(
         columns, unreadable, expected = plan(inputs, columns)
     except InputError as exc:
         fail(str(exc))
-    for path, reason in unreadable.items():
+    for reason in unreadable.values():
         console.print(f"[yellow]warning:[/] {reason}; auditing the other files", highlight=False)
     if columns.autodetected:
         console.print(f"behavioural columns found by name: {', '.join(columns.autodetected)}")
-    options = AuditOptions(level=level, resume=resume, human_reference=human_reference, machine_reference=machine_reference, reference_text_col=reference_text_col)
+    options = AuditOptions(
+        level=level,
+        resume=resume,
+        human_reference=human_reference,
+        machine_reference=machine_reference,
+        reference_text_col=reference_text_col,
+    )
     scorer = _scorer(model, trust_model)
     settings = get_settings()
     try:
@@ -319,13 +334,18 @@ def audit(
             highlight=False,
         )
     if report.warnings:
-        console.print(f"[yellow]{len(report.warnings)} warning(s)[/]: " + ", ".join(f"{w.kind} ({w.count})" for w in report.warnings))
+        console.print(
+            f"[yellow]{len(report.warnings)} warning(s)[/]: "
+            + ", ".join(f"{w.kind} ({w.count})" for w in report.warnings)
+        )
     console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
 
 
 @app.command()
 def compare(
-    reports: Annotated[list[Path], typer.Argument(help="report.json files (or their directories) of successive audits")],
+    reports: Annotated[
+        list[Path], typer.Argument(help="report.json files (or their directories) of successive audits")
+    ],
     vendor: Annotated[str | None, typer.Option(help="only this vendor")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="also write the trend as .md, .csv or .json")] = None,
 ) -> None:
@@ -343,8 +363,15 @@ def compare(
         fail(f"vendor {vendor!r} is in none of these reports" if vendor else "the reports hold no vendors")
     table = Table("vendor", "audit", "created", "scored", "flag rate", "prevalence", "change")
     for row in trend.itertuples():
-        table.add_row(row.vendor, row.audit, row.created_at, str(row.n_scored), f"{row.flag_rate:.1%}",
-                      f"{row.prevalence:.1%} [{row.ci_low:.1%}, {row.ci_high:.1%}]", row.change)
+        table.add_row(
+            row.vendor,
+            row.audit,
+            row.created_at,
+            str(row.n_scored),
+            f"{row.flag_rate:.1%}",
+            f"{row.prevalence:.1%} [{row.ci_low:.1%}, {row.ci_high:.1%}]",
+            row.change,
+        )
     Console().print(table)
     if out:
         write_trend(trend, out)
@@ -405,7 +432,12 @@ def reference_info() -> None:
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option(help="audit worker processes to start alongside the web server (0: run them yourself with `auditor worker`)")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="audit worker processes to start alongside the web server (0: run them yourself with `auditor worker`)"
+        ),
+    ] = 1,
 ) -> None:
     """Run the REST service (FastAPI under /v1, docs at /docs) and its audit workers."""
     import subprocess
@@ -419,7 +451,7 @@ def serve(
     app_ = create_app(get_settings())
     children = [subprocess.Popen([sys.executable, "-m", "auditor.cli", "worker"]) for _ in range(workers)]
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
     finally:
         for child in children:
             child.terminate()
@@ -452,7 +484,9 @@ def worker(
 
 
 @keys_app.command("create")
-def keys_create(tenant: Annotated[str, typer.Option("--tenant", help="tenant the key belongs to (created if new)")]) -> None:
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant the key belongs to (created if new)")],
+) -> None:
     """Create an API key; it is printed once, alone on the last line."""
     from api.db import migrate, session_factory
     from api.keys import create_key

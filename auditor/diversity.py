@@ -50,7 +50,9 @@ def _distinct(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def diversity(texts: list[str], sample_size: int = SAMPLE_SIZE, seed: int = 0, embeddings: bool = True) -> Diversity | None:
+def diversity(
+    texts: list[str], sample_size: int = SAMPLE_SIZE, seed: int = 0, embeddings: bool = True
+) -> Diversity | None:
     texts = [t for t in texts if isinstance(t, str) and t.strip()]
     if len(texts) < 2:
         return None

@@ -126,7 +126,9 @@ def _refuse_binary(path: Path, head: bytes) -> None:
     """Text formats must be UTF-8 (or close to it): say so instead of parsing noise."""
     if head.startswith(_UTF16_BOMS) or (head and head.count(b"\x00") > len(head) // 4):
         kind = "UTF-16 text" if head.startswith(_UTF16_BOMS) or head[1:2] == b"\x00" else "binary data"
-        raise InputError(f"{path}: this looks like {kind}, not a UTF-8 text file; convert it to UTF-8 (or send Parquet)")
+        raise InputError(
+            f"{path}: this looks like {kind}, not a UTF-8 text file; convert it to UTF-8 (or send Parquet)"
+        )
 
 
 def read_columns(path: str | Path) -> list[str]:

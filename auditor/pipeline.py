@@ -32,8 +32,21 @@ from auditor.report import InputFile, Methods, Report
 from auditor.scoring import PROBABILITY, Scorer
 from auditor.stats import ErrorRates, ScoreReference
 
-ITEM_COLUMNS = [ITEM_ID, "file", "row", STATUS, "problem", "vendor", "worker", "batch", "source_id", "duplicate_id",
-                PROBABILITY, "flagged", "flag_reason"]
+ITEM_COLUMNS = [
+    ITEM_ID,
+    "file",
+    "row",
+    STATUS,
+    "problem",
+    "vendor",
+    "worker",
+    "batch",
+    "source_id",
+    "duplicate_id",
+    PROBABILITY,
+    "flagged",
+    "flag_reason",
+]
 
 
 def plan(paths: list[Path], columns: AuditColumns) -> tuple[AuditColumns, dict[Path, str], int]:
@@ -43,13 +56,17 @@ def plan(paths: list[Path], columns: AuditColumns) -> tuple[AuditColumns, dict[P
     return columns, unreadable, expected
 
 
-def estimation_for(scorer: Scorer, options: AuditOptions, on_progress: Callable[[int], None] | None = None) -> Estimation:
+def estimation_for(
+    scorer: Scorer, options: AuditOptions, on_progress: Callable[[int], None] | None = None
+) -> Estimation:
     """Error rates for prevalence: the model's calibration, or rates re-measured on the
     user's domain-matched reference texts (human, and optionally LLM-written)."""
     calibration = scorer.require_calibration()
     rates = calibration.error_rates()
     if rates is None:
-        raise ValueError(f"{scorer.model_dir}: the calibration has no measured true-positive rate; recalibrate with --machine texts")
+        raise ValueError(
+            f"{scorer.model_dir}: the calibration has no measured true-positive rate; recalibrate with --machine texts"
+        )
     reference = calibration.reference()
     source = f"calibration of {scorer.model_dir.name}: {calibration.data}"
     human_scores = machine_scores = None
@@ -92,7 +109,15 @@ def run_audit(
     work = ScoringWork(out, audit_state(readable, columns, scorer, settings.chunk_rows), options.resume)
     items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress)
     if unreadable:  # a file that could not be opened is one unreadable item, so it is not lost from view
-        lost = pd.DataFrame({"file": [str(p) for p in unreadable], "row": None, "text": None, STATUS: UNREADABLE, "problem": list(unreadable.values())})
+        lost = pd.DataFrame(
+            {
+                "file": [str(p) for p in unreadable],
+                "row": None,
+                "text": None,
+                STATUS: UNREADABLE,
+                "problem": list(unreadable.values()),
+            }
+        )
         items = pd.concat([items, lost], ignore_index=True)
     items = finalise_items(items, scorer)
     behaviour = behaviour_columns(items)
@@ -104,12 +129,19 @@ def run_audit(
     ]
     human_reference = None
     if options.human_reference:
-        human_reference = diversity(read_reference_texts(options.human_reference, options.reference_text_col), embeddings=embeddings)
-    encoding_rows = items[items["problem"].astype(str).str.contains("not valid UTF-8", na=False) & items[STATUS].ne("unreadable")]
+        human_reference = diversity(
+            read_reference_texts(options.human_reference, options.reference_text_col), embeddings=embeddings
+        )
+    encoding_rows = items[
+        items["problem"].astype(str).str.contains("not valid UTF-8", na=False) & items[STATUS].ne("unreadable")
+    ]
     report = Report(
         created_at=now_iso(),
         inputs=[_input_file(p, items) for p in paths],
-        columns={**{k: v for k, v in asdict(columns).items() if k != "autodetected"}, "autodetected": columns.autodetected},
+        columns={
+            **{k: v for k, v in asdict(columns).items() if k != "autodetected"},
+            "autodetected": columns.autodetected,
+        },
         configuration={
             "interval_level": options.level,
             "human_reference": str(options.human_reference) if options.human_reference else None,
@@ -188,6 +220,7 @@ def write_items(items: pd.DataFrame, behaviour: pd.DataFrame, path: Path) -> Non
     frame = pd.concat([items[keep], behaviour], axis=1)
     for column in frame.columns:
         if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            frame[column] = frame[column].map(
+                lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            )
     frame.to_parquet(path, index=False)
-

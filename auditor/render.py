@@ -49,7 +49,10 @@ def estimates_chart(report: Report) -> str:
     height = 0.9 + 0.45 * len(vendors)
     figure, axis = plt.subplots(figsize=(7.5, height))
     y = np.arange(len(vendors))[::-1]
-    for offset, attribute, colour, label in ((0.12, "prevalence", "#c0392b", "prevalence (corrected)"), (-0.12, "flag_rate", "#7f8c8d", "flag rate")):
+    for offset, attribute, colour, label in (
+        (0.12, "prevalence", "#c0392b", "prevalence (corrected)"),
+        (-0.12, "flag_rate", "#7f8c8d", "flag rate"),
+    ):
         values = [getattr(v, attribute) for v in vendors]
         est = np.array([v.estimate for v in values])
         err = np.array([[v.estimate - v.ci_low for v in values], [v.ci_high - v.estimate for v in values]])
@@ -67,7 +70,15 @@ def distribution_chart(vendor: VendorReport, report: Report) -> str:
     edges = np.linspace(0, 1, 21)
     counts = np.asarray(vendor.score_histogram, dtype=float)
     if counts.sum():
-        axis.bar(edges[:-1], counts / counts.sum(), width=0.05, align="edge", alpha=0.75, color="#2c3e50", label=f"{vendor.vendor}")
+        axis.bar(
+            edges[:-1],
+            counts / counts.sum(),
+            width=0.05,
+            align="edge",
+            alpha=0.75,
+            color="#2c3e50",
+            label=f"{vendor.vendor}",
+        )
     reference = report.models.get("calibration", {}) or {}
     human = _reference_histogram(reference, "human")
     machine = _reference_histogram(reference, "machine")
@@ -106,7 +117,12 @@ def workers_chart(vendor: VendorReport, limit: int = 25) -> str | None:
     figure, axis = plt.subplots(figsize=(7.5, 0.8 + 0.28 * len(workers)))
     y = np.arange(len(workers))[::-1]
     est = np.array([w.prevalence.estimate for w in workers])
-    err = np.array([[w.prevalence.estimate - w.prevalence.ci_low for w in workers], [w.prevalence.ci_high - w.prevalence.estimate for w in workers]])
+    err = np.array(
+        [
+            [w.prevalence.estimate - w.prevalence.ci_low for w in workers],
+            [w.prevalence.ci_high - w.prevalence.estimate for w in workers],
+        ]
+    )
     colours = ["#c0392b" if w.p_uses_llm >= 0.5 else "#7f8c8d" for w in workers]
     axis.errorbar(est, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="#bbbbbb", capsize=2)
     axis.scatter(est, y, c=colours, s=[12 + 3 * w.n_items for w in workers], zorder=3)
@@ -125,7 +141,9 @@ def highlight(text: str, spans: list[dict]) -> str:
         if start >= end:
             continue
         out.append(html.escape(text[position:start]))
-        out.append(f'<mark title="Fast-DetectGPT z = {span.get("fast_detectgpt", 0):.2f}">{html.escape(text[start:end])}</mark>')
+        out.append(
+            f'<mark title="Fast-DetectGPT z = {span.get("fast_detectgpt", 0):.2f}">{html.escape(text[start:end])}</mark>'
+        )
         position = end
     out.append(html.escape(text[position:]))
     return "".join(out)

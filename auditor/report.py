@@ -27,8 +27,12 @@ class ItemEvidence(BaseModel):
     worker: str | None = None
     llm_probability: float
     flag_reason: str | None = None
-    signals_fired: list[str] = Field(default_factory=list, description="signals beyond the 95th percentile of human reference texts")
-    highlighted_spans: list[dict[str, Any]] = Field(default_factory=list, description="sentences that score most machine-like")
+    signals_fired: list[str] = Field(
+        default_factory=list, description="signals beyond the 95th percentile of human reference texts"
+    )
+    highlighted_spans: list[dict[str, Any]] = Field(
+        default_factory=list, description="sentences that score most machine-like"
+    )
     nearest_duplicate: dict[str, Any] | None = None
     behaviour: dict[str, Any] = Field(default_factory=dict)
     text: str
@@ -40,7 +44,9 @@ class WorkerReport(BaseModel):
     n_flagged: int
     mean_probability: float
     prevalence: Interval = Field(description="shrunk towards the vendor's rate; corrected for detector error rates")
-    p_uses_llm: float = Field(description="posterior probability that at least half of this worker's items are LLM-written")
+    p_uses_llm: float = Field(
+        description="posterior probability that at least half of this worker's items are LLM-written"
+    )
     in_duplicate_clusters: int = 0
     behaviour: dict[str, Any] = Field(default_factory=dict)
     flagged_items: list[str] = Field(default_factory=list)
@@ -68,8 +74,12 @@ class Diversity(BaseModel):
     n_texts: int
     distinct_1: float
     distinct_2: float
-    compression_ratio: float = Field(description="raw / zlib-compressed size of the sampled texts; higher = more repetitive")
-    mean_pairwise_similarity: float = Field(description="mean cosine similarity of sentence embeddings (all-MiniLM-L6-v2)")
+    compression_ratio: float = Field(
+        description="raw / zlib-compressed size of the sampled texts; higher = more repetitive"
+    )
+    mean_pairwise_similarity: float = Field(
+        description="mean cosine similarity of sentence embeddings (all-MiniLM-L6-v2)"
+    )
 
 
 class BehaviourSummary(BaseModel):
@@ -91,7 +101,9 @@ class VendorReport(BaseModel):
     prevalence_score_mixture: Interval | None = None
     batches: list[dict[str, Any]] = Field(default_factory=list)
     workers: list[WorkerReport] = Field(default_factory=list)
-    top_workers: list[str] = Field(default_factory=list, description="workers most likely to use an LLM, best evidence first")
+    top_workers: list[str] = Field(
+        default_factory=list, description="workers most likely to use an LLM, best evidence first"
+    )
     duplicate_clusters: list[DuplicateCluster] = Field(default_factory=list)
     reference_matches: list[ReferenceMatch] = Field(default_factory=list)
     top_flagged: list[ItemEvidence] = Field(default_factory=list)

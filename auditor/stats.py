@@ -66,7 +66,9 @@ def wilson(k: int, n: int, level: float = 0.9) -> Interval:
     return Interval(estimate=k / n, ci_low=float(low), ci_high=float(high))
 
 
-def prevalence_from_flags(k: int, n: int, rates: ErrorRates, level: float = 0.9, draws: int = 2000, seed: int = 0) -> Interval:
+def prevalence_from_flags(
+    k: int, n: int, rates: ErrorRates, level: float = 0.9, draws: int = 2000, seed: int = 0
+) -> Interval:
     if n == 0:
         return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
     fpr, tpr = rates.draws(draws, np.random.default_rng(seed))
@@ -112,7 +114,11 @@ class ScoreReference:
         return h / h.sum(), m / m.sum()
 
     def to_dict(self) -> dict:
-        return {"edges": [float(e) for e in self.edges[1:-1]], "human_counts": self.human_counts.tolist(), "machine_counts": self.machine_counts.tolist()}
+        return {
+            "edges": [float(e) for e in self.edges[1:-1]],
+            "human_counts": self.human_counts.tolist(),
+            "machine_counts": self.machine_counts.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> ScoreReference:

@@ -67,7 +67,9 @@ def write_trend(frame: pd.DataFrame, path: Path) -> None:
     elif suffix == ".json":
         frame.to_json(path, orient="records", indent=2)
     else:
-        header = "| vendor | audit | created | scored | flag rate | prevalence | change |\n|---|---|---|---:|---:|---|---|\n"
+        header = (
+            "| vendor | audit | created | scored | flag rate | prevalence | change |\n|---|---|---|---:|---:|---|---|\n"
+        )
         lines = [
             f"| {r.vendor} | {r.audit} | {r.created_at} | {r.n_scored} | {r.flag_rate:.1%} | "
             f"{r.prevalence:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}] | {r.change} |"

@@ -1,6 +1,6 @@
 """Load on the REST service: a real server on loopback, real texts, the embedded model warm.
 
-    python benchmarks/api_load.py [--requests 240] [--audit-rows 1000] [--out benchmarks/results/api_load.md]
+    python benchmarks/api_load.py [--requests 96] [--audit-rows 1000] [--out benchmarks/results/api_load.md]
 
 * ``POST /v1/score`` with 1 text and with 32 texts per request, at concurrency 1, 8 and 32
   (that many clients, each sending its next request when the last one answered): p50/p95
@@ -97,14 +97,22 @@ def audit_rate(url: str, key: str, texts: list[str]) -> dict:
     rows = [{"text": t, "vendor": f"vendor-{i % 3}", "worker": f"w{i % 40}"} for i, t in enumerate(texts)]
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=300) as client:
         started = time.perf_counter()
-        response = client.post("/v1/audits", json={"rows": rows, "text_col": "text", "vendor_col": "vendor", "worker_col": "worker"})
+        response = client.post(
+            "/v1/audits", json={"rows": rows, "text_col": "text", "vendor_col": "vendor", "worker_col": "worker"}
+        )
         response.raise_for_status()
         location = response.headers["location"]
         while (status := client.get(location).json())["status"] not in ("succeeded", "failed"):
             time.sleep(0.5)
         wall = time.perf_counter() - started
         report_ok = client.get(f"{location}/report").status_code == 200
-    return {"rows": len(rows), "status": status["status"], "seconds": wall, "rows/min": len(rows) / wall * 60, "report": report_ok}
+    return {
+        "rows": len(rows),
+        "status": status["status"],
+        "seconds": wall,
+        "rows/min": len(rows) / wall * 60,
+        "report": report_ok,
+    }
 
 
 def markdown(results: list[dict], audit: dict, lengths: np.ndarray) -> str:
@@ -129,8 +137,8 @@ def markdown(results: list[dict], audit: dict, lengths: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=240, help="requests per one-text scenario")
-    parser.add_argument("--batched-requests", type=int, default=48, help="requests per 32-text scenario")
+    parser.add_argument("--requests", type=int, default=96, help="requests per one-text scenario")
+    parser.add_argument("--batched-requests", type=int, default=8, help="requests per 32-text scenario")
     parser.add_argument("--audit-rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "api_load.md")
@@ -145,9 +153,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="auditor-load-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_") or k == "AUDITOR_CACHE_DIR"}
-    env.update({"AUDITOR_DATABASE_URL": f"sqlite:///{tmp / 'auditor.db'}", "AUDITOR_REFERENCE_INDEX": str(tmp / "reference.sqlite")})
+    env.update(
+        {
+            "AUDITOR_DATABASE_URL": f"sqlite:///{tmp / 'auditor.db'}",
+            "AUDITOR_REFERENCE_INDEX": str(tmp / "reference.sqlite"),
+        }
+    )
     key_command = [sys.executable, "-m", "auditor.cli", "keys", "create", "--tenant", "load"]
-    key = subprocess.run(key_command, env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    key = (
+        subprocess.run(key_command, env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(env, port, tmp / "server.log")
@@ -170,7 +185,10 @@ def main() -> None:
         lengths = np.array([len(t) for t in pool[:used]])
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
     text = markdown(results, audit, lengths)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -65,7 +65,11 @@ def summarise(report: dict) -> pd.DataFrame:
         scenario, share, size, _ = vendor["vendor"].split("|")
         truth = float(share)
         row = {"scenario": scenario, "share": truth, "size": int(size)}
-        for name, key in (("prevalence", "prevalence"), ("mixture", "prevalence_score_mixture"), ("flag_rate", "flag_rate")):
+        for name, key in (
+            ("prevalence", "prevalence"),
+            ("mixture", "prevalence_score_mixture"),
+            ("flag_rate", "flag_rate"),
+        ):
             estimate = vendor[key]
             row[f"{name}_error"] = abs(estimate["estimate"] - truth)
             row[f"{name}_covers"] = estimate["ci_low"] <= truth <= estimate["ci_high"]
@@ -88,7 +92,9 @@ def markdown(results: pd.DataFrame) -> str:
             flag_coverage=("flag_rate_covers", "mean"),
         )
         lines.append(f"\n#### {scenario} vendors\n")
-        lines.append("| true share | n | vendors | mean estimate | MAE | 90% coverage | mixture MAE | mixture coverage | naive flag-rate MAE | flag-rate coverage |")
+        lines.append(
+            "| true share | n | vendors | mean estimate | MAE | 90% coverage | mixture MAE | mixture coverage | naive flag-rate MAE | flag-rate coverage |"
+        )
         lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (share, size), r in table.iterrows():
             lines.append(
@@ -118,10 +124,27 @@ def main() -> None:
     delivery = build_vendors(pool, args.replicates, args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
     delivery.to_parquet(args.work / "delivery.parquet", index=False)
-    print(f"{delivery.vendor.nunique()} vendors, {len(delivery)} rows, {delivery.text.nunique()} distinct texts", flush=True)
+    print(
+        f"{delivery.vendor.nunique()} vendors, {len(delivery)} rows, {delivery.text.nunique()} distinct texts",
+        flush=True,
+    )
     started = time.time()
-    command = [sys.executable, "-m", "auditor.cli", "audit", str(args.work / "delivery.parquet"), "--text-col", "text",
-               "--vendor-col", "vendor", "--id-col", "id", "--out", str(args.work / "audit"), "--no-resume"]
+    command = [
+        sys.executable,
+        "-m",
+        "auditor.cli",
+        "audit",
+        str(args.work / "delivery.parquet"),
+        "--text-col",
+        "text",
+        "--vendor-col",
+        "vendor",
+        "--id-col",
+        "id",
+        "--out",
+        str(args.work / "audit"),
+        "--no-resume",
+    ]
     subprocess.run(command, check=True)
     report = json.loads((args.work / "audit" / "report.json").read_text())
     results = summarise(report)

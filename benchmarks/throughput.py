@@ -37,7 +37,10 @@ def naive_signals(model, tokenizer, texts: list[str], max_tokens: int, batch_siz
     n_tokens = 0
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            ids = [[prefix] + tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts[start : start + batch_size]]
+            ids = [
+                [prefix] + tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens]
+                for t in texts[start : start + batch_size]
+            ]
             width = max(map(len, ids))
             inputs = torch.tensor([row + [0] * (width - len(row)) for row in ids])
             mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
@@ -52,7 +55,10 @@ def naive_signals(model, tokenizer, texts: list[str], max_tokens: int, batch_siz
             valid = mask[:, 1:].bool()
             for row in range(len(ids)):
                 v = valid[row]
-                _ = ((ll[row][v].sum() - mean[row][v].sum()) / var[row][v].sum().sqrt(), rank[row][v].float().log1p().mean())
+                _ = (
+                    (ll[row][v].sum() - mean[row][v].sum()) / var[row][v].sum().sqrt(),
+                    rank[row][v].float().log1p().mean(),
+                )
             n_tokens += int(valid.sum())
     return n_tokens
 
@@ -60,7 +66,9 @@ def naive_signals(model, tokenizer, texts: list[str], max_tokens: int, batch_siz
 def bench_lm(texts: list[str], settings: Settings) -> list[tuple[str, float, float]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    ours = PerplexityDetector(model=settings.lm, max_tokens=settings.max_tokens, cache_dir=str(settings.cache_dir)).setup()
+    ours = PerplexityDetector(
+        model=settings.lm, max_tokens=settings.max_tokens, cache_dir=str(settings.cache_dir)
+    ).setup()
     ours.score(texts[:32])  # warm-up (compiles the statistics kernel)
     started = time.perf_counter()
     frame = ours.score(texts)
@@ -75,8 +83,16 @@ def bench_lm(texts: list[str], settings: Settings) -> list[tuple[str, float, flo
     naive_tokens = naive_signals(model, tokenizer, texts, settings.max_tokens)
     naive_seconds = time.perf_counter() - started
     return [
-        (f"LM signals, ours ({ours.model_info['dtype']}, sorted batches, fused kernel)", len(texts) / ours_seconds, ours_tokens / ours_seconds),
-        ("LM signals, naive (fp32, input-order batches of 16, full log-softmax)", len(texts) / naive_seconds, naive_tokens / naive_seconds),
+        (
+            f"LM signals, ours ({ours.model_info['dtype']}, sorted batches, fused kernel)",
+            len(texts) / ours_seconds,
+            ours_tokens / ours_seconds,
+        ),
+        (
+            "LM signals, naive (fp32, input-order batches of 16, full log-softmax)",
+            len(texts) / naive_seconds,
+            naive_tokens / naive_seconds,
+        ),
     ]
 
 
@@ -99,8 +115,16 @@ def bench_minhash(texts: list[str]) -> list[tuple[str, float, float]]:
     baseline = time.perf_counter() - started
     per_text_shingles = n_shingles / len(texts)
     return [
-        ("MinHash signatures, ours (vectorised numpy, datasketch-identical)", len(texts) / ours, len(texts) * per_text_shingles / ours),
-        ("MinHash signatures, datasketch update_batch per document (shingling not timed)", len(subset) / baseline, len(subset) * per_text_shingles / baseline),
+        (
+            "MinHash signatures, ours (vectorised numpy, datasketch-identical)",
+            len(texts) / ours,
+            len(texts) * per_text_shingles / ours,
+        ),
+        (
+            "MinHash signatures, datasketch update_batch per document (shingling not timed)",
+            len(subset) / baseline,
+            len(subset) * per_text_shingles / baseline,
+        ),
     ]
 
 
@@ -112,7 +136,13 @@ def bench_scorer(texts: list[str]) -> list[tuple[str, float, float]]:
     started = time.perf_counter()
     frame = scorer.detect(texts)
     seconds = time.perf_counter() - started
-    return [("end to end: classifier probability + signals + spans", len(texts) / seconds, frame["ppl_n_tokens"].sum() / seconds)]
+    return [
+        (
+            "end to end: classifier probability + signals + spans",
+            len(texts) / seconds,
+            frame["ppl_n_tokens"].sum() / seconds,
+        )
+    ]
 
 
 def main() -> None:
@@ -136,7 +166,9 @@ def main() -> None:
         "|---|---|---|",
     ]
     lines += [f"| {name} | {tps:,.0f} | {toks:,.0f} |" for name, tps, toks in rows]
-    lines.append(f"\nLM speed-up: {rows[2][2] / rows[3][2]:.1f}x tokens/s; MinHash speed-up: {rows[0][1] / rows[1][1]:.0f}x texts/s")
+    lines.append(
+        f"\nLM speed-up: {rows[2][2] / rows[3][2]:.1f}x tokens/s; MinHash speed-up: {rows[0][1] / rows[1][1]:.0f}x texts/s"
+    )
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

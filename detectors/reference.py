@@ -100,7 +100,7 @@ class ReferenceIndex(abc.ABC):
         entry = self.get(key)
         return ReferenceMatch(key=key, jaccard=round(score, 4), label=entry.label, source=entry.source, text=entry.text)
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Pick up entries other processes added (backends that cache state override this)."""
 
     @abc.abstractmethod
@@ -157,7 +157,7 @@ class LocalReferenceIndex(ReferenceIndex):
         self._loaded_rowid = 0
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         with self._lock:
             rows = self._db.execute(
                 "SELECT rowid, key, signature FROM entries WHERE rowid > ? ORDER BY rowid", (self._loaded_rowid,)

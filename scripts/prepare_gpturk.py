@@ -52,7 +52,7 @@ def batch_2023(folder: Path) -> pd.DataFrame:
 
 def batch_2018(folder: Path) -> pd.DataFrame:
     frame = pd.read_csv(folder / "summaries.csv")
-    texts = frame["Answer"].map(lambda xml: (m.group(1).strip() if (m := _SUMMARY_2018.search(xml)) else None))
+    texts = frame["Answer"].map(lambda xml: m.group(1).strip() if (m := _SUMMARY_2018.search(xml)) else None)
     return pd.DataFrame(
         {
             "assignment": frame["AssignmentId"],
@@ -74,7 +74,9 @@ def main() -> None:
     batch_2023(folder).to_csv(args.out / "batch_2023.csv", index=False)
     batch_2018(folder).to_csv(args.out / "mturk_2018.csv", index=False)
     generated = pd.read_csv(folder / "generated_outputs.csv")
-    generated[["HITId", "temperature", "text"]].rename(columns={"text": "summary"}).to_csv(args.out / "chatgpt.csv", index=False)
+    generated[["HITId", "temperature", "text"]].rename(columns={"text": "summary"}).to_csv(
+        args.out / "chatgpt.csv", index=False
+    )
     print(f"wrote batch_2023.csv, mturk_2018.csv and chatgpt.csv to {args.out}")
 
 

@@ -73,7 +73,9 @@ def main() -> None:
         model="default",
     )
     rates_rows = calibration_rows[calibration_rows.label == 0]
-    calibration.signal_reference = signal_reference({k: signals.loc[rates_rows.index, k].to_numpy() for k in MACHINE_DIRECTION})
+    calibration.signal_reference = signal_reference(
+        {k: signals.loc[rates_rows.index, k].to_numpy() for k in MACHINE_DIRECTION}
+    )
     training = {
         "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
         "rows": int(train.sum()),

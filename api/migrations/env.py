@@ -19,7 +19,9 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     engine = engine_for(url) if url.startswith("sqlite") else engine_for(url).execution_options(poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=url.startswith("sqlite"))
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=url.startswith("sqlite")
+        )
         with context.begin_transaction():
             context.run_migrations()
 

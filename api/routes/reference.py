@@ -15,14 +15,18 @@ router = APIRouter(tags=["reference"])
 
 
 @router.post("/reference", response_model=ReferenceResponse)
-def add_reference(body: ReferenceRequest, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep) -> ReferenceResponse:
+def add_reference(
+    body: ReferenceRequest, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep
+) -> ReferenceResponse:
     """Add known LLM outputs, earlier batches or evaluation items; ids already present are skipped."""
     limit = settings.max_rows_per_audit
     if len(body.texts) > limit:
         raise Problem(413, f"{len(body.texts)} texts; the limit is {limit} per request", limit=limit)
     index = scorer.with_reference(settings.tenant_reference_location(tenant.id)).duplicates.index
     entries = [
-        ReferenceEntry(key=t.id or hashlib.sha256(t.text.encode()).hexdigest()[:24], text=t.text, label=t.label, source=t.source)
+        ReferenceEntry(
+            key=t.id or hashlib.sha256(t.text.encode()).hexdigest()[:24], text=t.text, label=t.label, source=t.source
+        )
         for t in body.texts
     ]
     added = index.add(entries)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-
 from fastapi import APIRouter, Request
 
 from api.deps import ScorerDep, SettingsDep, TenantDep
@@ -25,11 +24,17 @@ def _clean(value):
 
 
 @router.post("/score", response_model=ScoreResponse, responses={413: {"description": "too many texts for one request"}})
-async def score(body: ScoreRequest, request: Request, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep) -> ScoreResponse:
+async def score(
+    body: ScoreRequest, request: Request, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep
+) -> ScoreResponse:
     """Score texts synchronously, in input order. For more than the configured maximum, submit an audit."""
     limit = settings.max_texts_per_request
     if len(body.texts) > limit:
-        raise Problem(413, f"{len(body.texts)} texts in one request; the limit is {limit}. Send larger sets as an audit (POST /v1/audits)", limit=limit)
+        raise Problem(
+            413,
+            f"{len(body.texts)} texts in one request; the limit is {limit}. Send larger sets as an audit (POST /v1/audits)",
+            limit=limit,
+        )
     calibration = scorer.require_calibration()
     if not body.texts:
         return ScoreResponse(results=[], model=scorer.classifier.id, threshold=calibration.threshold)
@@ -41,7 +46,9 @@ async def score(body: ScoreRequest, request: Request, tenant: TenantDep, scorer:
     results = []
     for _, row in scored.iterrows():
         signals = {k.removeprefix(SIGNAL_PREFIX): _clean(row[k]) for k in scored.columns if k.startswith(SIGNAL_PREFIX)}
-        signals.update({k: _clean(row[k]) for k in ("dup_cluster", "dup_jaccard", "ref_key", "ref_jaccard", "ref_label")})
+        signals.update(
+            {k: _clean(row[k]) for k in ("dup_cluster", "dup_jaccard", "ref_key", "ref_jaccard", "ref_label")}
+        )
         signals["spans"] = row["spans"]
         results.append(
             ScoreResult(

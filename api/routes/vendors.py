@@ -16,15 +16,23 @@ router = APIRouter(tags=["vendors"])
 
 def _point(row: VendorEstimate) -> VendorPoint:
     return VendorPoint(
-        audit_id=row.job_id, created_at=iso(row.created_at), n_scored=row.n_scored,
-        n_flagged=row.n_flagged, flag_rate=row.flag_rate, prevalence=row.prevalence, ci_low=row.ci_low, ci_high=row.ci_high,
+        audit_id=row.job_id,
+        created_at=iso(row.created_at),
+        n_scored=row.n_scored,
+        n_flagged=row.n_flagged,
+        flag_rate=row.flag_rate,
+        prevalence=row.prevalence,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
     )
 
 
 @router.get("/vendors", response_model=list[VendorSummary])
 def list_vendors(session: SessionDep, tenant: TenantDep) -> list[VendorSummary]:
     rows = session.scalars(
-        select(VendorEstimate).where(VendorEstimate.tenant_id == tenant.id).order_by(VendorEstimate.vendor, VendorEstimate.created_at)
+        select(VendorEstimate)
+        .where(VendorEstimate.tenant_id == tenant.id)
+        .order_by(VendorEstimate.vendor, VendorEstimate.created_at)
     ).all()
     by_vendor: dict[str, list[VendorEstimate]] = {}
     for row in rows:
@@ -32,7 +40,9 @@ def list_vendors(session: SessionDep, tenant: TenantDep) -> list[VendorSummary]:
     return [VendorSummary(vendor=v, audits=len(r), latest=_point(r[-1])) for v, r in by_vendor.items()]
 
 
-@router.get("/vendors/{vendor}/history", response_model=VendorHistory, responses={404: {"description": "vendor never audited"}})
+@router.get(
+    "/vendors/{vendor}/history", response_model=VendorHistory, responses={404: {"description": "vendor never audited"}}
+)
 def vendor_history(vendor: str, session: SessionDep, tenant: TenantDep) -> VendorHistory:
     rows = session.scalars(
         select(VendorEstimate)

@@ -42,7 +42,9 @@ class Service:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=120)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "auditor.cli", *args], env=self.env, capture_output=True, text=True, check=True)
+        return subprocess.run(
+            [sys.executable, "-m", "auditor.cli", *args], env=self.env, capture_output=True, text=True, check=True
+        )
 
     def new_key(self, tenant: str) -> str:
         return self.cli("keys", "create", "--tenant", tenant).stdout.strip().splitlines()[-1]
@@ -74,7 +76,12 @@ class Service:
     def start_worker(self, **extra_env: str) -> subprocess.Popen:
         log = (self.tmp / f"worker-{time.time_ns()}.log").open("w")
         env = {**self.env, **extra_env}
-        worker = subprocess.Popen([sys.executable, "-m", "auditor.cli", "worker", "--poll", "0.2"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "auditor.cli", "worker", "--poll", "0.2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.workers.append(worker)
         return worker
 
@@ -117,7 +124,11 @@ def _postgres_database() -> tuple[str, callable]:
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def service(request, tmp_path_factory, redis_url):
     tmp = tmp_path_factory.mktemp(f"service-{request.param}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_") or k in ("AUDITOR_CACHE_DIR", "AUDITOR_DATASETS_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AUDITOR_") or k in ("AUDITOR_CACHE_DIR", "AUDITOR_DATASETS_DIR")
+    }
     env.update(
         {
             "AUDITOR_JOB_HEARTBEAT_SECONDS": "0.5",

@@ -24,7 +24,9 @@ def test_no_server_errors_anywhere_in_the_schema(service):
         def check(case):
             response = case.call(base_url=service.url, headers={"X-API-Key": key}, timeout=120)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} {case.body!r:.200} -> {response.status_code}: {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} {case.body!r:.200} -> {response.status_code}: {response.text[:300]}"
+                )
 
         check()
     assert operations >= 9

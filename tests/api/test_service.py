@@ -16,7 +16,9 @@ pytestmark = pytest.mark.lm
 
 @pytest.fixture(scope="module")
 def texts(corpus):
-    pool = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(200, 1200)]
+    pool = corpus[
+        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(200, 1200)
+    ]
     return {
         "human": pool[pool.label == 0].sample(80, random_state=4).text.tolist(),
         "machine": pool[pool.label == 1].sample(80, random_state=4).text.tolist(),
@@ -25,7 +27,10 @@ def texts(corpus):
 
 @pytest.fixture(scope="module")
 def delivery_csv(texts) -> bytes:
-    rows = [{"answer": t, "vendor": "acme-labels", "worker": f"w{i % 7}"} for i, t in enumerate(texts["human"][:30] + texts["machine"][:30])]
+    rows = [
+        {"answer": t, "vendor": "acme-labels", "worker": f"w{i % 7}"}
+        for i, t in enumerate(texts["human"][:30] + texts["machine"][:30])
+    ]
     buffer = io.StringIO()
     pd.DataFrame(rows).to_csv(buffer, index=False)
     return buffer.getvalue().encode()
@@ -135,8 +140,14 @@ def test_malformed_uploads_get_a_clear_4xx_and_lose_nothing_else(service, tenant
         response = submit(client, utf16)
         assert response.status_code == 422 and "UTF-16" in response.json()["detail"]
         response = submit(client, delivery_csv, text_col="text")
-        assert response.status_code == 422 and "--text-col 'text'" in response.json()["detail"] and "'answer'" in response.json()["detail"]
-        parquet = write_table(pd.DataFrame({"answer": ["a b c"] * 50, "vendor": "v", "worker": "w"}), tmp_path / "d.parquet").read_bytes()
+        assert (
+            response.status_code == 422
+            and "--text-col 'text'" in response.json()["detail"]
+            and "'answer'" in response.json()["detail"]
+        )
+        parquet = write_table(
+            pd.DataFrame({"answer": ["a b c"] * 50, "vendor": "v", "worker": "w"}), tmp_path / "d.parquet"
+        ).read_bytes()
         response = submit(client, parquet[: len(parquet) // 2], name="d.parquet")
         assert response.status_code == 422 and "Parquet" in response.json()["detail"]
         response = submit(client, delivery_csv, name="delivery.xlsx")
@@ -149,9 +160,14 @@ def test_malformed_uploads_get_a_clear_4xx_and_lose_nothing_else(service, tenant
 
 
 def test_a_job_whose_worker_is_killed_is_taken_over_and_finishes(service, tenants, texts):
-    rows = [{"answer": t, "vendor": "big-vendor", "worker": f"w{i % 9}"} for i, t in enumerate((texts["human"] + texts["machine"]) * 2)]
+    rows = [
+        {"answer": t, "vendor": "big-vendor", "worker": f"w{i % 9}"}
+        for i, t in enumerate((texts["human"] + texts["machine"]) * 2)
+    ]
     with service.client(tenants["a"]) as client:
-        audit_id = client.post("/v1/audits", json={"rows": rows, "text_col": "answer", "vendor_col": "vendor", "worker_col": "worker"}).json()["id"]
+        audit_id = client.post(
+            "/v1/audits", json={"rows": rows, "text_col": "answer", "vendor_col": "vendor", "worker_col": "worker"}
+        ).json()["id"]
         # Drain anything queued earlier so that the worker we kill is on this job.
         first = service.start_worker()
         deadline = time.time() + 240
@@ -174,12 +190,18 @@ def test_a_job_whose_worker_is_killed_is_taken_over_and_finishes(service, tenant
 def test_reference_texts_are_matched_by_score(service, tenants, texts):
     known = texts["machine"][40]
     with service.client(tenants["b"]) as client:
-        added = client.post("/v1/reference", json={"texts": [{"text": known, "id": "known-1", "label": "machine", "source": "test"}]}).json()
+        added = client.post(
+            "/v1/reference", json={"texts": [{"text": known, "id": "known-1", "label": "machine", "source": "test"}]}
+        ).json()
         assert added["added"] == 1 and added["entries"] >= 1
         again = client.post("/v1/reference", json={"texts": [{"text": known, "id": "known-1"}]}).json()
         assert again["added"] == 0 and again["already_present"] == 1
         result = client.post("/v1/score", json={"texts": [known.replace(".", "!")]}).json()["results"][0]
-        assert result["flagged"] and result["signals"]["ref_key"] == "known-1" and "known LLM output" in result["flag_reason"]
+        assert (
+            result["flagged"]
+            and result["signals"]["ref_key"] == "known-1"
+            and "known LLM output" in result["flag_reason"]
+        )
     with service.client(tenants["a"]) as other:  # another tenant's reference index is not shared
         result = other.post("/v1/score", json={"texts": [known.replace(".", "!")]}).json()["results"][0]
         assert result["signals"]["ref_key"] is None
@@ -208,7 +230,9 @@ def test_health_readiness_and_metrics(service, tenants):
         assert "auditor_http_requests_total" in metrics and "auditor_texts_scored_total" in metrics
         assert 'auditor_audit_jobs{state="succeeded"}' in metrics
         spec = client.get("/openapi.json").json()
-        assert {"/v1/score", "/v1/audits", "/v1/audits/{audit_id}/report", "/v1/vendors", "/v1/reference"} <= set(spec["paths"])
+        assert {"/v1/score", "/v1/audits", "/v1/audits/{audit_id}/report", "/v1/vendors", "/v1/reference"} <= set(
+            spec["paths"]
+        )
         assert client.get("/docs").status_code == 200
 
 
@@ -221,4 +245,3 @@ def test_keys_are_stored_hashed_and_can_be_revoked(service):
     service.cli("keys", "revoke", key[:12])
     with service.client(key) as client:
         assert client.get("/v1/vendors").status_code == 401
-

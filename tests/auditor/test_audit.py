@@ -24,14 +24,27 @@ def delivery(tmp_path_factory, corpus):
     workers); plus a one-item vendor, missing vendors, empty texts, a duplicated id, a broken JSON
     line, a non-UTF-8 line and a file that is not Parquet at all."""
     root = tmp_path_factory.mktemp("delivery")
-    pool = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(300, 1500)]
+    pool = corpus[
+        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(300, 1500)
+    ]
     human = pool[pool.label == 0].sample(60, random_state=0).text.tolist()
     machine = pool[pool.label == 1].sample(30, random_state=0).text.tolist()
-    rows = [{"id": f"h{i}", "vendor": "honest", "worker": f"hw{i % 6}", "answer": t, "seconds": 300 + i} for i, t in enumerate(human[:40])]
-    rows += [{"id": f"p{i}", "vendor": "pasting", "worker": f"pw{i % 5}", "answer": t, "seconds": 40} for i, t in enumerate(machine[:25])]
-    rows += [{"id": f"q{i}", "vendor": "pasting", "worker": f"pw{i % 5}", "answer": t, "seconds": 280} for i, t in enumerate(human[40:55])]
+    rows = [
+        {"id": f"h{i}", "vendor": "honest", "worker": f"hw{i % 6}", "answer": t, "seconds": 300 + i}
+        for i, t in enumerate(human[:40])
+    ]
+    rows += [
+        {"id": f"p{i}", "vendor": "pasting", "worker": f"pw{i % 5}", "answer": t, "seconds": 40}
+        for i, t in enumerate(machine[:25])
+    ]
+    rows += [
+        {"id": f"q{i}", "vendor": "pasting", "worker": f"pw{i % 5}", "answer": t, "seconds": 280}
+        for i, t in enumerate(human[40:55])
+    ]
     pasted = machine[25]
-    rows += [{"id": f"dup{i}", "vendor": "pasting", "worker": f"copy{i}", "answer": pasted, "seconds": 30} for i in range(3)]
+    rows += [
+        {"id": f"dup{i}", "vendor": "pasting", "worker": f"copy{i}", "answer": pasted, "seconds": 30} for i in range(3)
+    ]
     rows += [
         {"id": "solo1", "vendor": "solo", "worker": "s1", "answer": human[55], "seconds": 200},
         {"id": "nov1", "vendor": None, "worker": "x1", "answer": human[56], "seconds": 200},
@@ -45,7 +58,21 @@ def delivery(tmp_path_factory, corpus):
     second = root / "part2.jsonl.gz"
     lines = [json.dumps(r).encode() for r in frame.iloc[70:].to_dict("records")]
     lines.insert(2, b'{"id": "broken", "vendor": "pasting", "answer": "unterminated')
-    lines.insert(4, json.dumps({"id": "latin1", "vendor": "honest", "worker": "hw4", "answer": "café crème au lait, très bien fait et servi chaud", "seconds": 100}, ensure_ascii=False).encode("utf-8").replace("é".encode(), "é".encode("cp1252")))
+    lines.insert(
+        4,
+        json.dumps(
+            {
+                "id": "latin1",
+                "vendor": "honest",
+                "worker": "hw4",
+                "answer": "café crème au lait, très bien fait et servi chaud",
+                "seconds": 100,
+            },
+            ensure_ascii=False,
+        )
+        .encode("utf-8")
+        .replace("é".encode(), "é".encode("cp1252")),
+    )
     second.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
     broken = root / "part3.parquet"
     broken.write_bytes(b"PAR1 truncated beyond repair")
@@ -55,8 +82,22 @@ def delivery(tmp_path_factory, corpus):
 @pytest.fixture(scope="module")
 def audited(delivery, scorer, tmp_path_factory):
     out = tmp_path_factory.mktemp("audit")
-    args = ["audit", *map(str, delivery["files"]), "--text-col", "answer", "--vendor-col", "vendor", "--worker-col", "worker",
-            "--id-col", "id", "--time-col", "seconds", "--out", str(out)]
+    args = [
+        "audit",
+        *map(str, delivery["files"]),
+        "--text-col",
+        "answer",
+        "--vendor-col",
+        "vendor",
+        "--worker-col",
+        "worker",
+        "--id-col",
+        "id",
+        "--time-col",
+        "seconds",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = Report.model_validate(json.loads((out / "report.json").read_text()))
@@ -69,7 +110,16 @@ def test_every_input_row_is_in_items_with_a_status(audited, delivery):
     counts = items.status.value_counts().to_dict()
     assert counts["unreadable"] == 2 and counts["skipped"] == 2
     assert items.loc[items.item_id == "latin1", "status"].item() == "scored"
-    assert set(items.columns) >= {"item_id", "vendor", "worker", "llm_probability", "flagged", "flag_reason", "ppl_fast_detectgpt", "dup_cluster"}
+    assert set(items.columns) >= {
+        "item_id",
+        "vendor",
+        "worker",
+        "llm_probability",
+        "flagged",
+        "flag_reason",
+        "ppl_fast_detectgpt",
+        "dup_cluster",
+    }
 
 
 def test_vendor_estimates_rank_the_pasting_vendor_above_the_honest_one(audited):
@@ -92,7 +142,16 @@ def test_the_answer_pasted_by_three_workers_is_one_cluster(audited):
 def test_messy_input_is_reported_not_fatal(audited):
     report = audited["report"]
     kinds = {w.kind: w for w in report.warnings}
-    for kind in ("unreadable_file", "unreadable_row", "encoding", "text_empty", "text_missing", "duplicate_id", "missing_vendor", "small_vendor"):
+    for kind in (
+        "unreadable_file",
+        "unreadable_row",
+        "encoding",
+        "text_empty",
+        "text_missing",
+        "duplicate_id",
+        "missing_vendor",
+        "small_vendor",
+    ):
         assert kind in kinds, kind
     assert kinds["missing_vendor"].count == 2 and kinds["duplicate_id"].count == 2
     assert "part3.parquet" in kinds["unreadable_file"].examples[0]
@@ -113,7 +172,19 @@ def test_report_records_how_it_was_made_and_renders(audited):
 
 
 def test_wrong_column_fails_before_scoring_and_lists_columns(delivery, tmp_path):
-    result = runner.invoke(app, ["audit", str(delivery["files"][0]), "--text-col", "answer", "--vendor-col", "supplier", "--out", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "audit",
+            str(delivery["files"][0]),
+            "--text-col",
+            "answer",
+            "--vendor-col",
+            "supplier",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 2 and "--vendor-col 'supplier'" in result.output and "'vendor'" in result.output
     assert not (tmp_path / "report.json").exists()
 
@@ -140,7 +211,9 @@ def test_an_interrupted_audit_resumes_without_rescoring(delivery, scorer, tmp_pa
     assert resumed.configuration["resumed_chunks"] == 4
     total_chunks = len(list((tmp_path / ".work").glob("chunk-*.parquet")))
     assert len(calls) == total_chunks - 4
-    fresh = run_audit(paths, columns, tmp_path / "fresh", scorer, settings, AuditOptions(resume=False), unreadable, embeddings=False)
+    fresh = run_audit(
+        paths, columns, tmp_path / "fresh", scorer, settings, AuditOptions(resume=False), unreadable, embeddings=False
+    )
     assert [v.prevalence for v in fresh.vendors] == [v.prevalence for v in resumed.vendors]
 
 
@@ -148,7 +221,18 @@ def test_compare_shows_each_vendor_over_audits(audited, tmp_path):
     later = audited["report"].model_copy(update={"created_at": "2099-01-01T00:00:00+00:00"})
     (tmp_path / "later").mkdir()
     (tmp_path / "later" / "report.json").write_text(later.model_dump_json())
-    result = runner.invoke(app, ["compare", str(audited["out"]), str(tmp_path / "later"), "--vendor", "pasting", "--out", str(tmp_path / "trend.csv")])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(audited["out"]),
+            str(tmp_path / "later"),
+            "--vendor",
+            "pasting",
+            "--out",
+            str(tmp_path / "trend.csv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     trend = pd.read_csv(tmp_path / "trend.csv")
     assert len(trend) == 2 and trend.change.iloc[1] == "no clear change"

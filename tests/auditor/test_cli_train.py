@@ -23,8 +23,23 @@ def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, 
     data = write_table(labelled, tmp_path / "labelled.csv")
     bundle = tmp_path / "my-model"
     result = runner.invoke(
-        app, ["train", str(data), "--text-col", "text", "--label-col", "who", "--machine-label", "chatgpt",
-              "--out", str(bundle), "--model-kind", "logistic", "--target-fpr", "0.05"],
+        app,
+        [
+            "train",
+            str(data),
+            "--text-col",
+            "text",
+            "--label-col",
+            "who",
+            "--machine-label",
+            "chatgpt",
+            "--out",
+            str(bundle),
+            "--model-kind",
+            "logistic",
+            "--target-fpr",
+            "0.05",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (bundle / "bundle.json").exists() and (bundle / "classifier.skops").exists()
@@ -34,20 +49,25 @@ def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, 
     humans = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.label == 0)].head(120)
     human_file = write_table(humans[["text"]], tmp_path / "humans.jsonl")
     result = runner.invoke(
-        app, ["calibrate", "--human", str(human_file), "--text-col", "text", "--model", str(bundle), "--target-fpr", "0.05"]
+        app,
+        ["calibrate", "--human", str(human_file), "--text-col", "text", "--model", str(bundle), "--target-fpr", "0.05"],
     )
     assert result.exit_code == 0, result.output
     recalibrated = json.loads((bundle / "calibration.json").read_text())
     assert recalibrated["n_calibration_human"] == 60 and recalibrated["heldout_fpr"]["n"] == 60
     assert recalibrated["threshold"] != calibration["threshold"]
 
-    result = runner.invoke(app, ["score", str(human_file), "--text-col", "text", "--out", str(tmp_path / "o.csv"), "--model", str(bundle)])
+    result = runner.invoke(
+        app, ["score", str(human_file), "--text-col", "text", "--out", str(tmp_path / "o.csv"), "--model", str(bundle)]
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_training_needs_both_classes(tmp_path, labelled):
     data = write_table(labelled.assign(who="person"), tmp_path / "one-class.csv")
-    result = runner.invoke(app, ["train", str(data), "--text-col", "text", "--label-col", "who", "--out", str(tmp_path / "m")])
+    result = runner.invoke(
+        app, ["train", str(data), "--text-col", "text", "--label-col", "who", "--out", str(tmp_path / "m")]
+    )
     assert result.exit_code == 2 and "both human and LLM-written" in result.output
 
 
