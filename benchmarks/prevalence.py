@@ -1,6 +1,6 @@
 """Are the audit's prevalence estimates right? Synthetic vendors with known LLM shares.
 
-    python benchmarks/prevalence.py [--replicates 10] [--out benchmarks/results/prevalence.md]
+    python benchmarks/prevalence.py [--replicates 8] [--pool-per-source N] [--out benchmarks/results/prevalence.md]
 
 Vendors are built from the *test* split of ../shared/datasets (texts never used to train
 the shipped model or to set and measure its calibration), with LLM shares 0, 2, 5, 10,
@@ -115,12 +115,20 @@ def markdown(results: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicates", type=int, default=8)
+    parser.add_argument(
+        "--pool-per-source",
+        type=int,
+        default=None,
+        help="draw vendors from at most this many distinct texts per data set and label (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "prevalence-bench")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prevalence.md")
     args = parser.parse_args()
     corpus = load_corpus()
     pool = corpus[(corpus["split"] == "test") & (corpus["text"].str.strip().str.len() >= 3)]
+    if args.pool_per_source:
+        pool = pool.sample(frac=1.0, random_state=args.seed).groupby(["dataset", "label"]).head(args.pool_per_source)
     delivery = build_vendors(pool, args.replicates, args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
     delivery.to_parquet(args.work / "delivery.parquet", index=False)
