@@ -440,6 +440,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the REST service (FastAPI under /v1, docs at /docs) and its audit workers."""
+    import signal
     import subprocess
 
     import uvicorn
@@ -450,6 +451,9 @@ def serve(
     logging.getLogger("api").setLevel(logging.INFO)
     app_ = create_app(get_settings())
     children = [subprocess.Popen([sys.executable, "-m", "auditor.cli", "worker"]) for _ in range(workers)]
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into an exit so that the
+    # `finally` below still stops the workers instead of leaving them orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
     finally:
