@@ -5,6 +5,9 @@ The threshold is a conformal quantile of human scores: with ``n`` calibration te
 the ``ceil((n + 1)(1 - alpha))``-th smallest score, which keeps the expected false-positive
 rate on exchangeable human text at or below ``alpha``. The held-out rates (with exact
 binomial intervals) are what audits use to correct flag rates into prevalence estimates.
+When the held-out texts say where they came from (dataset, task, domain), the rates are
+also kept per source: their spread tells audits how far one vendor's rates may stray
+from the average.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from statsmodels.stats.proportion import proportion_confint
 
-from auditor.stats import ErrorRates, ScoreReference
+from auditor.stats import ErrorRates, ScoreReference, between_source_spread
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_SCHEMA = 1
@@ -50,6 +53,8 @@ class Calibration(BaseModel):
     n_calibration_human: int
     heldout_fpr: Rate
     heldout_tpr: Rate | None = None
+    heldout_fpr_by_source: dict[str, Rate] | None = Field(None, description="false-positive rate per source")
+    heldout_tpr_by_source: dict[str, Rate] | None = Field(None, description="true-positive rate per source")
     score_reference: dict | None = Field(
         None, description="histograms of held-out human and LLM scores, for score-mixture prevalence estimates"
     )
@@ -63,7 +68,14 @@ class Calibration(BaseModel):
     def error_rates(self) -> ErrorRates | None:
         if self.heldout_tpr is None or self.heldout_tpr.n == 0 or self.heldout_fpr.n == 0:
             return None
-        return ErrorRates(self.heldout_fpr.k, self.heldout_fpr.n, self.heldout_tpr.k, self.heldout_tpr.n)
+        return ErrorRates(
+            self.heldout_fpr.k,
+            self.heldout_fpr.n,
+            self.heldout_tpr.k,
+            self.heldout_tpr.n,
+            fpr_spread=_spread(self.heldout_fpr_by_source),
+            tpr_spread=_spread(self.heldout_tpr_by_source),
+        )
 
     def reference(self) -> ScoreReference | None:
         return ScoreReference.from_dict(self.score_reference) if self.score_reference else None
@@ -71,6 +83,10 @@ class Calibration(BaseModel):
     def flags(self, probabilities: np.ndarray) -> np.ndarray:
         p = np.asarray(probabilities, dtype=float)
         return np.nan_to_num(p, nan=-np.inf) > self.threshold
+
+
+def _spread(by_source: dict[str, Rate] | None) -> float:
+    return between_source_spread([(r.k, r.n) for r in by_source.values()]) if by_source else 0.0
 
 
 def conformal_threshold(human_scores: np.ndarray, target_fpr: float) -> float:
@@ -95,15 +111,20 @@ def calibrate(
     target_fpr: float = 0.01,
     data: str = "",
     model: str = "",
+    human_sources: np.ndarray | None = None,
+    machine_sources: np.ndarray | None = None,
 ) -> Calibration:
     """Set the threshold on ``calibration_human`` scores; measure the false-positive rate
-    on ``heldout_human`` and, if given, the true-positive rate on ``heldout_machine``."""
-    calibration_human, heldout_human = _scored(calibration_human), _scored(heldout_human)
+    on ``heldout_human`` and, if given, the true-positive rate on ``heldout_machine``.
+    ``human_sources`` / ``machine_sources`` (one label per held-out text) add per-source rates."""
+    calibration_human = _scored(calibration_human)
     threshold = conformal_threshold(calibration_human, target_fpr)
-    tpr = reference = None
+    heldout_human, human_sources = _scored_with(heldout_human, human_sources)
+    tpr = tpr_by_source = reference = None
     if heldout_machine is not None:
-        machine = _scored(heldout_machine)
+        machine, machine_sources = _scored_with(heldout_machine, machine_sources)
         tpr = Rate.of(int((machine > threshold).sum()), len(machine))
+        tpr_by_source = _rates_by_source(machine > threshold, machine_sources)
         if len(machine) and len(heldout_human):
             reference = ScoreReference.from_scores(heldout_human, machine).to_dict()
     return Calibration(
@@ -112,23 +133,52 @@ def calibrate(
         n_calibration_human=len(calibration_human),
         heldout_fpr=Rate.of(int((heldout_human > threshold).sum()), len(heldout_human)),
         heldout_tpr=tpr,
+        heldout_fpr_by_source=_rates_by_source(heldout_human > threshold, human_sources),
+        heldout_tpr_by_source=tpr_by_source,
         score_reference=reference,
         data=data,
         model=model,
     )
 
 
+def heldout_mask(n: int, heldout_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """A random choice of ``round(n * heldout_fraction)`` of ``n`` texts to hold out."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n)[: int(round(n * heldout_fraction))]] = True
+    return mask
+
+
 def split_human(scores: np.ndarray, heldout_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(calibration, held-out) halves of one set of human scores, at random."""
+    """(calibration, held-out) parts of one set of human scores, at random."""
     scores = _scored(scores)
-    order = np.random.default_rng(seed).permutation(len(scores))
-    n_heldout = int(round(len(scores) * heldout_fraction))
-    return scores[order[n_heldout:]], scores[order[:n_heldout]]
+    heldout = heldout_mask(len(scores), heldout_fraction, seed)
+    return scores[~heldout], scores[heldout]
 
 
 def _scored(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     return scores[~np.isnan(scores)]
+
+
+def _scored_with(scores: np.ndarray, sources: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scored texts, and their sources kept aligned with them."""
+    scores = np.asarray(scores, dtype=float)
+    keep = ~np.isnan(scores)
+    if sources is None:
+        return scores[keep], None
+    sources = np.asarray(sources, dtype=object)
+    if len(sources) != len(scores):
+        raise ValueError(f"{len(sources)} source labels for {len(scores)} scores")
+    return scores[keep], sources[keep]
+
+
+def _rates_by_source(hits: np.ndarray, sources: np.ndarray | None) -> dict[str, Rate] | None:
+    if sources is None:
+        return None
+    return {
+        str(source): Rate.of(int(hits[sources == source].sum()), int((sources == source).sum()))
+        for source in sorted(set(sources.tolist()), key=str)
+    }
 
 
 def save_calibration(calibration: Calibration, directory: Path) -> Path:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -161,6 +162,14 @@ def calibrate(
     heldout_fraction: Annotated[
         float, typer.Option(min=0.1, max=0.9, help="share of human texts kept to measure the false-positive rate")
     ] = 0.5,
+    source_col: Annotated[
+        str | None,
+        typer.Option(
+            "--source-col",
+            help="column naming each text's source (task, dataset, domain): rates are also measured per source, "
+            "and audits widen their intervals by how much the rates vary between sources",
+        ),
+    ] = None,
     model: ModelOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="write the calibrated bundle here (default: in place)")
@@ -170,7 +179,7 @@ def calibrate(
     """Choose the operating threshold for a target false-positive rate and store it next to the model."""
     _quiet_libraries()
     from auditor.calibration import calibrate as run_calibration
-    from auditor.calibration import save_calibration, signal_reference, split_human
+    from auditor.calibration import heldout_mask, save_calibration, signal_reference
     from auditor.scoring import SIGNAL_PREFIX
     from detectors.bundle import copy_bundle, default_bundle_dir
     from detectors.perplexity import MACHINE_DIRECTION
@@ -178,8 +187,9 @@ def calibrate(
     source = model or get_settings().model_dir or default_bundle_dir()
     if out is None and Path(source).resolve() == default_bundle_dir().resolve():
         fail("the shipped model is read-only: pass --out DIR to write a calibrated copy, then use it with --model DIR")
-    humans = _read_texts(human, text_col)
-    machines = _read_texts(machine, text_col) if machine else None
+    extra = {"--source-col": source_col} if source_col else None
+    humans = _read_texts(human, text_col, extra)
+    machines = _read_texts(machine, text_col, extra) if machine else None
     scorer = _scorer(model, trust_model, reference=False)
     total = len(humans) + (len(machines) if machines is not None else 0)
     with progress_bar("scoring calibration texts", total) as advance:
@@ -187,15 +197,22 @@ def calibrate(
         machine_frame = _detect_all(scorer, machines[text_col].tolist(), advance) if machines is not None else None
     human_scores = human_frame["llm_probability"].to_numpy()
     machine_scores = machine_frame["llm_probability"].to_numpy() if machine_frame is not None else None
+    human_sources = humans[source_col].astype(str).to_numpy() if source_col else None
+    machine_sources = machines[source_col].astype(str).to_numpy() if source_col and machines is not None else None
+    scored = ~np.isnan(human_scores)
+    human_scores = human_scores[scored]
+    human_sources = human_sources[scored] if human_sources is not None else None
+    heldout = heldout_mask(len(human_scores), heldout_fraction)
     try:
-        calibration_human, heldout_human = split_human(human_scores, heldout_fraction)
         result = run_calibration(
-            calibration_human,
-            heldout_human,
+            human_scores[~heldout],
+            human_scores[heldout],
             machine_scores,
             target_fpr,
             data=f"human: {human}" + (f"; machine: {machine}" if machine else ""),
             model=str(scorer.model_dir),
+            human_sources=human_sources[heldout] if human_sources is not None else None,
+            machine_sources=machine_sources,
         )
     except ValueError as exc:
         fail(str(exc))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from auditor.config import Settings
 from auditor.diversity import diversity
 from auditor.report import InputFile, Methods, Report
 from auditor.scoring import PROBABILITY, Scorer
-from auditor.stats import ErrorRates, ScoreReference
+from auditor.stats import ScoreReference
 
 ITEM_COLUMNS = [
     ITEM_ID,
@@ -74,13 +74,14 @@ def estimation_for(
         texts = read_reference_texts(options.human_reference, options.reference_text_col)
         human_scores = scorer.detect(texts)[PROBABILITY].dropna().to_numpy()
         fp = int(calibration.flags(human_scores).sum())
-        rates = ErrorRates(fp, len(human_scores), rates.true_positives, rates.n_machine)
+        # Measured on the vendor's own kind of text: no between-source spread to allow for.
+        rates = replace(rates, false_positives=fp, n_human=len(human_scores), fpr_spread=0.0)
         source = f"false positives measured on {len(human_scores)} texts of {options.human_reference}; true positives from the model's calibration"
     if options.machine_reference:
         texts = read_reference_texts(options.machine_reference, options.reference_text_col)
         machine_scores = scorer.detect(texts)[PROBABILITY].dropna().to_numpy()
         tp = int(calibration.flags(machine_scores).sum())
-        rates = ErrorRates(rates.false_positives, rates.n_human, tp, len(machine_scores))
+        rates = replace(rates, true_positives=tp, n_machine=len(machine_scores), tpr_spread=0.0)
         source += f"; true positives measured on {len(machine_scores)} texts of {options.machine_reference}"
     primary = "flags"
     if human_scores is not None and machine_scores is not None:
@@ -193,6 +194,13 @@ def _methods(estimation: Estimation) -> Methods:
         prevalence=(
             "flag count corrected for the detector's false- and true-positive rates: flat prior on prevalence, error "
             "rates integrated over their Beta posteriors, posterior mode with highest-density interval"
+            + (
+                f"; the interval also allows for how the rates vary between kinds of text (between-source SD of logit "
+                f"FPR {rates.fpr_spread:.2f}, of logit TPR {rates.tpr_spread:.2f}): give --human-reference and "
+                "--machine-reference texts of the vendor's task to narrow it"
+                if rates.heterogeneous
+                else ""
+            )
         ),
         prevalence_score_mixture=(
             "maximum-likelihood mixture weight of the human and LLM reference score histograms (logit bins), "
@@ -209,6 +217,8 @@ def _methods(estimation: Estimation) -> Methods:
             "n_human": rates.n_human,
             "true_positives": rates.true_positives,
             "n_machine": rates.n_machine,
+            "fpr_spread_between_sources": rates.fpr_spread,
+            "tpr_spread_between_sources": rates.tpr_spread,
             "source": estimation.rates_source,
         },
     )

@@ -9,6 +9,13 @@ posterior mode (the maximum-likelihood value, so a vendor with no LLM text gets 
 interval is the highest-posterior-density interval, which reaches down to 0 when 0 is
 plausible instead of excluding it.
 
+Error rates differ between kinds of text: a detector that catches 65% of LLM answers on
+average may catch 90% in one task and 40% in another, and a vendor usually does one task.
+When the calibration measured its rates per source, the spread between sources (the
+random-effects variance of the logit rates, Paule-Mandel, via statsmodels) is added to the
+draws used for the interval: it is a prediction interval for a vendor of an unseen kind of
+text. The point estimate keeps the pooled rates, which are right for a mixed delivery.
+
 Prevalence from the score distribution (a second opinion, in the spirit of Liang et al.
 2024, "Monitoring AI-Modified Content at Scale"). The vendor's scores are modelled as a
 mixture of the human and the LLM reference score distributions (histograms on the logit
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
-from scipy.special import logit
+from scipy.special import expit, logit
 from scipy.stats import binom
+from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
 
 _GRID = np.linspace(0.0, 1.0, 1001)
@@ -43,6 +51,9 @@ class ErrorRates:
     n_human: int
     true_positives: int
     n_machine: int
+    fpr_spread: float = 0.0
+    tpr_spread: float = 0.0
+    """Between-source standard deviations of the logit rates (0: no measured spread)."""
 
     @property
     def fpr(self) -> float:
@@ -52,11 +63,33 @@ class ErrorRates:
     def tpr(self) -> float:
         return self.true_positives / self.n_machine
 
-    def draws(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Jeffreys-posterior draws of (fpr, tpr)."""
+    @property
+    def heterogeneous(self) -> bool:
+        return self.fpr_spread > 0 or self.tpr_spread > 0
+
+    def draws(
+        self, size: int, rng: np.random.Generator, between_sources: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Jeffreys-posterior draws of (fpr, tpr); with ``between_sources``, the rates of a
+        new source: each draw moved by a normal source effect on the logit scale."""
         fpr = rng.beta(self.false_positives + 0.5, self.n_human - self.false_positives + 0.5, size)
         tpr = rng.beta(self.true_positives + 0.5, self.n_machine - self.true_positives + 0.5, size)
+        if between_sources:
+            fpr = expit(logit(fpr) + rng.normal(0.0, self.fpr_spread, size))
+            tpr = expit(logit(tpr) + rng.normal(0.0, self.tpr_spread, size))
         return fpr, tpr
+
+
+def between_source_spread(counts: list[tuple[int, int]]) -> float:
+    """Random-effects standard deviation of logit proportions ``k/n`` across sources
+    (Paule-Mandel); 0 with fewer than three sources, when there is nothing to estimate it from."""
+    counts = [(k, n) for k, n in counts if n > 0]
+    if len(counts) < 3:
+        return 0.0
+    k, n = np.array(counts, dtype=float).T
+    effect = np.log((k + 0.5) / (n - k + 0.5))
+    variance = 1 / (k + 0.5) + 1 / (n - k + 0.5)
+    return float(np.sqrt(max(combine_effects(effect, variance, method_re="pm").tau2, 0.0)))
 
 
 def wilson(k: int, n: int, level: float = 0.9) -> Interval:
@@ -71,11 +104,22 @@ def prevalence_from_flags(
 ) -> Interval:
     if n == 0:
         return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
-    fpr, tpr = rates.draws(draws, np.random.default_rng(seed))
-    # P(flag) for every (draw, prevalence) pair; the likelihood is averaged over draws.
+    rng = np.random.default_rng(seed)
+    pooled = _hpd(_flag_likelihood(k, n, *rates.draws(draws, rng)), level)
+    if not rates.heterogeneous:
+        return pooled
+    spread = _hpd(_flag_likelihood(k, n, *rates.draws(draws, rng, between_sources=True)), level)
+    return Interval(
+        estimate=pooled.estimate,
+        ci_low=min(spread.ci_low, pooled.estimate),
+        ci_high=max(spread.ci_high, pooled.estimate),
+    )
+
+
+def _flag_likelihood(k: int, n: int, fpr: np.ndarray, tpr: np.ndarray) -> np.ndarray:
+    """Likelihood of ``k`` flags in ``n`` on the prevalence grid, averaged over rate draws."""
     p_flag = fpr[:, None] + _GRID[None, :] * (tpr - fpr)[:, None]
-    likelihood = np.exp(binom.logpmf(k, n, np.clip(p_flag, 1e-12, 1 - 1e-12))).mean(axis=0)
-    return _hpd(likelihood, level)
+    return np.exp(binom.logpmf(k, n, np.clip(p_flag, 1e-12, 1 - 1e-12))).mean(axis=0)
 
 
 def _hpd(density: np.ndarray, level: float) -> Interval:
@@ -198,6 +242,7 @@ def poisson_binomial(p: np.ndarray) -> np.ndarray:
 __all__ = [
     "ErrorRates",
     "Interval",
+    "between_source_spread",
     "ScoreReference",
     "prevalence_from_flags",
     "prevalence_from_scores",

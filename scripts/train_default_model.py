@@ -1,12 +1,14 @@
 """Train, calibrate and document the default classifier shipped in detectors/artifacts/default.
 
-    python scripts/train_default_model.py [--out detectors/artifacts/default]
+    python scripts/train_default_model.py [--out detectors/artifacts/default] [--calibrate-only]
 
 Data: a stratified sample of ../shared/datasets (at most 500 texts per dataset x domain x
 generator cell; 2000 for the single-domain HC3-Plus), split by pairing group into train
 (60%), calibration (20%) and test (20%). TOEFL essays and the GPTurk summaries are kept
 out of training and calibration entirely; they are evaluation only. The LM pass is
 cached (auditor.features), so re-running after the first time takes a few minutes.
+``--calibrate-only`` keeps the bundle's classifier and test metrics and redoes only the
+calibration (scoring the calibration split alone).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor.calibration import calibrate, save_calibration, signal_reference, split_human  # noqa: E402
+from auditor.calibration import calibrate, heldout_mask, save_calibration, signal_reference  # noqa: E402
 from auditor.config import Settings  # noqa: E402
 from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, stratified_sample  # noqa: E402
 from auditor.features import FeatureStore  # noqa: E402
 from auditor.training import feature_detector  # noqa: E402
-from detectors.bundle import save_bundle  # noqa: E402
+from detectors.bundle import load_bundle, save_bundle  # noqa: E402
 from detectors.classifier import LMTextClassifier  # noqa: E402
 from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
 
@@ -39,57 +41,74 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "detectors" / "artifacts" / "default")
     parser.add_argument("--model-kind", default="mlp", choices=["mlp", "logistic"])
     parser.add_argument("--target-fpr", type=float, default=0.01)
+    parser.add_argument("--calibrate-only", action="store_true", help="keep the classifier; redo the calibration")
     args = parser.parse_args()
 
     settings = Settings()
     sample = stratified_sample(load_corpus())
+    if args.calibrate_only:
+        classifier = load_bundle(args.out, cache_dir=str(settings.cache_dir))
+        sample = sample[sample["split"] == "calibration"]
+        signals = lm_features(settings, feature_detector(settings), sample)
+        metrics = json.loads((args.out / "metrics.json").read_text())
+    else:
+        detector = feature_detector(settings)
+        signals = lm_features(settings, detector, sample)
+        train = (sample["split"] == "train").to_numpy()
+        classifier = LMTextClassifier(lm=detector, model=args.model_kind).fit_features(
+            signals[train].reset_index(drop=True), sample.loc[train, "label"].to_numpy()
+        )
+    sample = sample.assign(llm_probability=classifier.predict_proba_features(signals)[:, 1])
+    calibration = calibrate_on_split(sample, signals, args.target_fpr)
+    if not args.calibrate_only:
+        training = {
+            "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
+            "rows": int(train.sum()),
+            "excluded_domains": sorted(EVALUATION_ONLY_DOMAINS),
+        }
+        save_bundle(classifier, args.out, training=training)
+        metrics = evaluate(sample, calibration.threshold)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_calibration(calibration, args.out)
+    card_sample = stratified_sample(load_corpus()) if args.calibrate_only else sample
+    (args.out / "MODEL_CARD.md").write_text(model_card(card_sample, classifier, calibration, metrics))
+    print(
+        f"bundle -> {args.out}; threshold {calibration.threshold:.4f}; held-out FPR {calibration.heldout_fpr.estimate:.4f}, "
+        f"TPR {calibration.heldout_tpr.estimate:.4f}"
+    )
+
+
+def lm_features(settings: Settings, detector, sample: pd.DataFrame) -> pd.DataFrame:
     started = time.time()
-    detector = feature_detector(settings)
     signals = FeatureStore(settings.cache_dir, detector).signals(
         sample["text"].tolist(), progress=lambda n: print(f"  LM features: +{n}", flush=True)
     )
     print(f"features for {len(sample)} texts in {time.time() - started:.0f}s", flush=True)
+    return signals.set_axis(sample.index)
 
-    train = (sample["split"] == "train").to_numpy()
-    classifier = LMTextClassifier(lm=detector, model=args.model_kind).fit_features(
-        signals[train].reset_index(drop=True), sample.loc[train, "label"].to_numpy()
-    )
-    probability = classifier.predict_proba_features(signals)[:, 1]
-    sample["llm_probability"] = probability
 
-    # Threshold from half of the calibration split's human texts; error rates from the other
-    # half and the split's LLM texts. The test split stays untouched for benchmarks.
-    calibration_rows = sample[sample["split"] == "calibration"]
-    human = calibration_rows.loc[calibration_rows.label == 0, "llm_probability"].to_numpy()
-    threshold_half, rates_half = split_human(human, 0.5, seed=0)
+def calibrate_on_split(sample: pd.DataFrame, signals: pd.DataFrame, target_fpr: float):
+    """Threshold from half of the calibration split's human texts; error rates, overall and per
+    dataset, from the other half and the split's LLM texts. The test split stays untouched."""
+    rows = sample[sample["split"] == "calibration"]
+    human, machine = rows[rows.label == 0], rows[rows.label == 1]
+    heldout = heldout_mask(len(human), 0.5, seed=0)
     calibration = calibrate(
-        threshold_half,
-        rates_half,
-        calibration_rows.loc[calibration_rows.label == 1, "llm_probability"].to_numpy(),
-        args.target_fpr,
-        data="threshold: half of the human texts of the calibration split of ../shared/datasets; error rates: "
-        "the other half and the split's LLM texts "
+        human["llm_probability"].to_numpy()[~heldout],
+        human["llm_probability"].to_numpy()[heldout],
+        machine["llm_probability"].to_numpy(),
+        target_fpr,
+        data="threshold: half of the human texts of the calibration split of ../shared/datasets; error rates "
+        "(overall and per dataset): the other half and the split's LLM texts "
         f"(excluding {', '.join(sorted(EVALUATION_ONLY_DOMAINS))})",
         model="default",
+        human_sources=human["dataset"].to_numpy()[heldout],
+        machine_sources=machine["dataset"].to_numpy(),
     )
-    rates_rows = calibration_rows[calibration_rows.label == 0]
     calibration.signal_reference = signal_reference(
-        {k: signals.loc[rates_rows.index, k].to_numpy() for k in MACHINE_DIRECTION}
+        {k: signals.loc[human.index, k].to_numpy() for k in MACHINE_DIRECTION}
     )
-    training = {
-        "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
-        "rows": int(train.sum()),
-        "excluded_domains": sorted(EVALUATION_ONLY_DOMAINS),
-    }
-    bundle = save_bundle(classifier, args.out, training=training)
-    save_calibration(calibration, bundle)
-    metrics = evaluate(sample, calibration.threshold)
-    (bundle / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (bundle / "MODEL_CARD.md").write_text(model_card(sample, classifier, calibration, metrics))
-    print(
-        f"bundle -> {bundle}; threshold {calibration.threshold:.4f}; held-out FPR {calibration.heldout_fpr.estimate:.4f}, "
-        f"TPR {calibration.heldout_tpr.estimate:.4f}"
-    )
+    return calibration
 
 
 def evaluate(sample: pd.DataFrame, threshold: float) -> dict:
