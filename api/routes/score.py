@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pandas as pd
 from fastapi import APIRouter, Request
 
 from api.deps import ScorerDep, SettingsDep, TenantDep
 from api.problems import Problem
 from api.schemas import ScoreRequest, ScoreResponse, ScoreResult
-from auditor.scoring import FLAG_REASON, FLAGGED, PROBABILITY, SIGNAL_PREFIX
+from auditor.scoring import FLAG_REASON, FLAGGED, PROBABILITY, SIGNAL_PREFIX, Scorer
 from detectors import SKIP_REASON
 
 router = APIRouter(tags=["score"])
+DUPLICATE_SIGNALS = ("dup_cluster", "dup_jaccard", "ref_key", "ref_jaccard", "ref_label")
 
 
 def _clean(value):
@@ -40,15 +43,20 @@ async def score(
         return ScoreResponse(results=[], model=scorer.classifier.id, threshold=calibration.threshold)
     detected = await request.app.state.batcher.submit(body.texts)
     tenant_scorer = scorer.with_reference(settings.tenant_reference_location(tenant.id))
-    duplicates = tenant_scorer.near_duplicates(body.texts)
-    scored = tenant_scorer.decide(detected.join(duplicates))
+    # Duplicate lookups and building the answer are CPU work too: off the event loop, so other
+    # requests keep being accepted and batched meanwhile.
+    results = await asyncio.to_thread(_results, tenant_scorer, body.texts, detected)
     request.app.state.metrics.texts_scored.inc(len(body.texts))
+    return ScoreResponse(results=results, model=scorer.classifier.id, threshold=calibration.threshold)
+
+
+def _results(scorer: Scorer, texts: list, detected: pd.DataFrame) -> list[ScoreResult]:
+    scored = scorer.decide(detected.join(scorer.near_duplicates(texts)))
+    signal_columns = [k for k in scored.columns if k.startswith(SIGNAL_PREFIX)]
     results = []
-    for _, row in scored.iterrows():
-        signals = {k.removeprefix(SIGNAL_PREFIX): _clean(row[k]) for k in scored.columns if k.startswith(SIGNAL_PREFIX)}
-        signals.update(
-            {k: _clean(row[k]) for k in ("dup_cluster", "dup_jaccard", "ref_key", "ref_jaccard", "ref_label")}
-        )
+    for row in scored.to_dict("records"):
+        signals = {k.removeprefix(SIGNAL_PREFIX): _clean(row[k]) for k in signal_columns}
+        signals.update({k: _clean(row[k]) for k in DUPLICATE_SIGNALS})
         signals["spans"] = row["spans"]
         results.append(
             ScoreResult(
@@ -59,4 +67,4 @@ async def score(
                 signals=signals,
             )
         )
-    return ScoreResponse(results=results, model=scorer.classifier.id, threshold=calibration.threshold)
+    return results
