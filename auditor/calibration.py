@@ -124,7 +124,7 @@ def calibrate(
     if heldout_machine is not None:
         machine, machine_sources = _scored_with(heldout_machine, machine_sources)
         tpr = Rate.of(int((machine > threshold).sum()), len(machine))
-        tpr_by_source = _rates_by_source(machine > threshold, machine_sources)
+        tpr_by_source = rates_by_source(machine > threshold, machine_sources)
         if len(machine) and len(heldout_human):
             reference = ScoreReference.from_scores(heldout_human, machine).to_dict()
     return Calibration(
@@ -133,7 +133,7 @@ def calibrate(
         n_calibration_human=len(calibration_human),
         heldout_fpr=Rate.of(int((heldout_human > threshold).sum()), len(heldout_human)),
         heldout_tpr=tpr,
-        heldout_fpr_by_source=_rates_by_source(heldout_human > threshold, human_sources),
+        heldout_fpr_by_source=rates_by_source(heldout_human > threshold, human_sources),
         heldout_tpr_by_source=tpr_by_source,
         score_reference=reference,
         data=data,
@@ -172,7 +172,7 @@ def _scored_with(scores: np.ndarray, sources: np.ndarray | None) -> tuple[np.nda
     return scores[keep], sources[keep]
 
 
-def _rates_by_source(hits: np.ndarray, sources: np.ndarray | None) -> dict[str, Rate] | None:
+def rates_by_source(hits: np.ndarray, sources: np.ndarray | None) -> dict[str, Rate] | None:
     if sources is None:
         return None
     return {
