@@ -17,7 +17,8 @@ pytestmark = pytest.mark.lm
 @pytest.fixture(scope="module")
 def texts(corpus):
     pool = corpus[
-        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(200, 1200)
+        # Short answers keep the LM work (and the suite) small on slow CPUs; the plumbing is the same.
+        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(150, 500)
     ]
     return {
         "human": pool[pool.label == 0].sample(80, random_state=4).text.tolist(),
@@ -41,7 +42,7 @@ def tenants(service):
     return {"a": service.new_key("tenant-a"), "b": service.new_key("tenant-b")}
 
 
-def wait_for(client, audit_id: str, timeout: float = 300) -> dict:
+def wait_for(client, audit_id: str, timeout: float = 900) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = client.get(f"/v1/audits/{audit_id}").json()
@@ -162,7 +163,7 @@ def test_malformed_uploads_get_a_clear_4xx_and_lose_nothing_else(service, tenant
 def test_a_job_whose_worker_is_killed_is_taken_over_and_finishes(service, tenants, texts):
     rows = [
         {"answer": t, "vendor": "big-vendor", "worker": f"w{i % 9}"}
-        for i, t in enumerate((texts["human"] + texts["machine"]) * 2)
+        for i, t in enumerate((texts["human"][:40] + texts["machine"][:40]) * 2)
     ]
     with service.client(tenants["a"]) as client:
         audit_id = client.post(
@@ -170,7 +171,7 @@ def test_a_job_whose_worker_is_killed_is_taken_over_and_finishes(service, tenant
         ).json()["id"]
         # Drain anything queued earlier so that the worker we kill is on this job.
         first = service.start_worker()
-        deadline = time.time() + 240
+        deadline = time.time() + 600
         while time.time() < deadline:
             status = client.get(f"/v1/audits/{audit_id}").json()
             if status["status"] == "running" and status["rows_done"] > 0:
