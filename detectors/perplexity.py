@@ -289,24 +289,17 @@ class PerplexityDetector(Detector):
         return 1.0 / (1.0 + np.exp(-z))
 
 
-# On a CPU a padded position costs as much as a real one, so a batch is closed before padding
-# would exceed this share of it; small, mixed requests (the REST service) are where it matters.
-MAX_PADDING = 0.2
-
-
 def _length_batches(token_ids: list[list[int]], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped longest-first so each padded batch holds about ``batch_tokens``,
-    with at most ``MAX_PADDING`` of its positions padding."""
+    """Indices grouped longest-first so each padded batch holds about ``batch_tokens``."""
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-    batches, current, width, real = [], [], 0, 0
+    batches, current, width = [], [], 0
     for i in order:
         length = len(token_ids[i]) + 1
-        padded = max(width, length) * (len(current) + 1)
-        if current and (padded > batch_tokens or real + length < (1 - MAX_PADDING) * padded):
+        width = max(width, length)
+        if current and width * (len(current) + 1) > batch_tokens:
             batches.append(current)
-            current, width, real = [], 0, 0
+            current, width = [], length
         current.append(i)
-        width, real = max(width, length), real + length
     if current:
         batches.append(current)
     return batches

@@ -92,19 +92,3 @@ def test_awkward_inputs_get_a_score_or_a_reason(perplexity):
 def test_zero_shot_likelihood_separates_chatgpt_from_human_answers(perplexity, hc3_test):
     frame = perplexity.score(hc3_test.text.tolist())
     assert roc_auc_score(hc3_test.label, frame.ll_mean) > 0.75
-
-
-def test_length_batches_cover_every_text_once_within_the_budget_and_padding_limit():
-    from detectors.perplexity import MAX_PADDING, _length_batches
-
-    lengths = [300, 45, 40, 38, 1, 512, 36, 300, 290, 60, 41, 39]
-    batches = _length_batches([[0] * n for n in lengths], batch_tokens=2048)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
-    for batch in batches:
-        sizes = [lengths[i] + 1 for i in batch]
-        padded = max(sizes) * len(sizes)
-        assert padded <= 2048 or len(batch) == 1
-        assert sum(sizes) >= (1 - MAX_PADDING) * padded
-    # A short text is not padded to a long one's width, and similar lengths still share a batch.
-    assert not any(0 in batch and 1 in batch for batch in batches)
-    assert any({2, 3, 6} <= set(batch) for batch in batches)
