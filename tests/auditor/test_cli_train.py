@@ -47,14 +47,19 @@ def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, 
     assert calibration["target_fpr"] == 0.05 and calibration["heldout_tpr"]["estimate"] > 0.5
 
     humans = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.label == 0)].head(120)
-    human_file = write_table(humans[["text"]], tmp_path / "humans.jsonl")
+    human_file = write_table(humans[["text", "domain"]], tmp_path / "humans.jsonl")
     result = runner.invoke(
         app,
-        ["calibrate", "--human", str(human_file), "--text-col", "text", "--model", str(bundle), "--target-fpr", "0.05"],
+        [
+            *("calibrate", "--human", str(human_file), "--text-col", "text", "--source-col", "domain"),
+            *("--model", str(bundle), "--target-fpr", "0.05"),
+        ],
     )
     assert result.exit_code == 0, result.output
     recalibrated = json.loads((bundle / "calibration.json").read_text())
     assert recalibrated["n_calibration_human"] == 60 and recalibrated["heldout_fpr"]["n"] == 60
+    by_source = recalibrated["heldout_fpr_by_source"]
+    assert set(by_source) <= set(humans.domain) and sum(rate["n"] for rate in by_source.values()) == 60
     assert recalibrated["threshold"] != calibration["threshold"]
 
     result = runner.invoke(
