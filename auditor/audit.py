@@ -11,16 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from auditor.io import ROW_COLUMN, InputError, describe_format, iter_batches, read_columns, read_table
-from auditor.scoring import FLAGGED, PROBABILITY, Scorer
+from auditor.scoring import FLAGGED, PROBABILITY, Scorer, detect_on_worker
 from detectors import SKIP_REASON
 
 MISSING_VENDOR = "(missing vendor)"
@@ -203,8 +205,26 @@ def score_inputs(
     work: ScoringWork,
     chunk_rows: int,
     on_progress: Callable[[int], None] | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
-    """Every input row as an item with its detection columns, scoring only chunks not yet on disk."""
+    """Every input row as an item with its detection columns, scoring only chunks not yet on disk.
+
+    With a dask.distributed ``client`` the chunks are scored on the cluster, a few in flight
+    per worker. Each chunk sends exactly the texts this process would have scored for it (the
+    ones not seen in earlier chunks), so results equal those of a single-process run."""
+    pending: deque = deque()
+    in_flight = 2 * len(client.nthreads()) if client is not None else 0
+
+    def finish(job) -> None:
+        items, file_index, chunk_index, texts, future, n_rows = job
+        detector = (lambda _: future.result()) if future is not None else None
+        detected = scorer.detect(texts, detector)
+        chunk = pd.concat([items.reset_index(drop=True), detected.reset_index(drop=True)], axis=1)
+        chunk["spans"] = chunk["spans"].map(json.dumps)
+        work.save(chunk, file_index, chunk_index)
+        if on_progress:
+            on_progress(n_rows)
+
     wanted = [c for c in columns.options().values() if c]
     for file_index, path in enumerate(paths):
         try:
@@ -215,12 +235,16 @@ def score_inputs(
                         on_progress(len(frame))
                     continue
                 items = _chunk_items(frame, problems, path, file_index, columns)
-                detected = scorer.detect(items["text"].tolist())
-                chunk = pd.concat([items.reset_index(drop=True), detected.reset_index(drop=True)], axis=1)
-                chunk["spans"] = chunk["spans"].map(json.dumps)
-                work.save(chunk, file_index, chunk_index)
-                if on_progress:
-                    on_progress(len(frame))
+                texts = items["text"].tolist()
+                future = None
+                if client is not None:
+                    future = client.submit(
+                        detect_on_worker, scorer.unseen(texts), scorer.model_path, scorer.trusted, pure=False
+                    )
+                    scorer.reserve(texts)
+                pending.append((items, file_index, chunk_index, texts, future, len(frame)))
+                while len(pending) > in_flight:
+                    finish(pending.popleft())
         except InputError as exc:
             # The file became unreadable after validation (e.g. a Parquet footer is corrupt):
             # it is recorded as one unreadable item, and the other files are still audited.
@@ -229,6 +253,8 @@ def score_inputs(
             )
             frame["file_index"] = file_index
             work.save(frame, file_index, 0)
+    while pending:
+        finish(pending.popleft())
     items = work.load()
     return items.sort_values(["file_index", "row"], kind="stable", na_position="first").reset_index(drop=True)
 

@@ -38,6 +38,12 @@ TrustOpt = Annotated[
     bool, typer.Option("--trust-model", help="load a bundle even if its file holds types outside the known-safe set")
 ]
 TextColOpt = Annotated[str, typer.Option("--text-col", help="column holding the text")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="start a local Dask cluster with this many worker processes")
+]
 
 
 @contextmanager
@@ -116,6 +122,11 @@ def setup() -> None:
     info = classifier.lm_.model_info
     console.print(f"loaded {info['n_parameters'] / 1e6:.0f}M parameters on {info['device']} as {info['dtype']}")
     console.print(f"classifier bundle: {default_bundle_dir()}")
+    from auditor.training import ensure_fast_model
+
+    with console.status("fast n-gram classifier for the gate (trained once, about a minute)"):
+        fast = ensure_fast_model(settings)
+    console.print(f"fast classifier: {fast}")
 
 
 @app.command()
@@ -310,6 +321,8 @@ def audit(
     resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
     model: ModelOpt = None,
     trust_model: TrustOpt = False,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
     _quiet_libraries()
@@ -336,9 +349,13 @@ def audit(
     )
     scorer = _scorer(model, trust_model)
     settings = get_settings()
+    from auditor.cluster import dask_client
+
+    if scheduler and workers:
+        fail("give --scheduler or --workers, not both")
     try:
-        with progress_bar("scoring", expected) as advance:
-            report = run_audit(inputs, columns, out, scorer, settings, options, unreadable, advance)
+        with dask_client(scheduler, workers) as client, progress_bar("scoring", expected) as advance:
+            report = run_audit(inputs, columns, out, scorer, settings, options, unreadable, advance, client=client)
     except (NotCalibrated, InputError, ValueError) as exc:
         fail(str(exc))
     with console.status("writing the report"):
@@ -356,6 +373,122 @@ def audit(
             + ", ".join(f"{w.kind} ({w.count})" for w in report.warnings)
         )
     console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
+
+
+@app.command()
+def gate(
+    shards: Annotated[list[str], typer.Argument(help="JSONL (.gz, .zst) or Parquet shards: paths or fsspec URLs")],
+    max_synthetic: Annotated[
+        float, typer.Option("--max-synthetic", min=0.0, max=1.0, help="reject above this LLM-written share")
+    ],
+    manifest: Annotated[Path, typer.Option("--manifest", help="where to write the JSON manifest of decisions")],
+    benchmark_index: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmark-index", help="evaluation-set index (.npz from `auditor index-benchmarks`) or a JSONL of items"
+        ),
+    ] = None,
+    max_benchmark_hits: Annotated[
+        int, typer.Option("--max-benchmark-hits", min=0, help="documents with evaluation items tolerated per shard")
+    ] = 0,
+    quarantine: Annotated[
+        Path | None, typer.Option("--quarantine", help="directory for the offending documents of rejected shards")
+    ] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="field (or column) holding the text")] = "text",
+    scorer: Annotated[
+        str, typer.Option("--scorer", help="fast: n-gram classifier (default); lm: the LM classifier (slow, stronger)")
+    ] = "fast",
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="coverage of the share interval")] = 0.95,
+    max_scored: Annotated[int, typer.Option(min=10, help="size of the random sample scored at most")] = 5000,
+    seed: Annotated[int, typer.Option(help="seed of the random sample")] = 0,
+    model: Annotated[Path | None, typer.Option("--model", help="model directory for the chosen scorer")] = None,
+    scheduler: SchedulerOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Judge pre-training shards: reject those whose LLM-written share is above --max-synthetic or
+    that contain evaluation items. Exit 0: all pass; 1: some rejected; 2: usage error; 3: a shard
+    could not be read (reported as "error"; the others are still judged)."""
+    from auditor.cluster import dask_client
+    from auditor.gate import SCORERS, GatePolicy, load_index, load_scorer, run_gate
+    from auditor.leakage import LeakageIndexError
+    from detectors.bundle import UntrustedModelFile
+
+    if scorer not in SCORERS:
+        fail(f"--scorer must be one of {', '.join(SCORERS)}, not {scorer!r}")
+    if scheduler and workers:
+        fail("give --scheduler or --workers, not both")
+    if scorer == "lm":
+        _quiet_libraries()
+    policy = GatePolicy(
+        max_synthetic=max_synthetic,
+        max_benchmark_hits=max_benchmark_hits,
+        confidence=confidence,
+        max_scored=max_scored,
+        seed=seed,
+    )
+    try:
+        with console.status("loading the scorer and the evaluation-set index"):
+            load_scorer(scorer, str(model) if model else None)
+            if benchmark_index:
+                load_index(benchmark_index)
+    except (LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+    def said(result) -> None:
+        colour = {"pass": "green", "reject": "red", "error": "yellow"}[result.decision]
+        share = result.synthetic
+        estimate = f"synthetic {share.estimate:.1%} [{share.ci_low:.1%}, {share.ci_high:.1%}], " if share else ""
+        console.print(
+            f"[{colour}]{result.decision}[/] {result.shard}: {estimate}{result.documents_scored} scored of "
+            f"{result.documents_read} read" + (f"; {'; '.join(result.reasons)}" if result.reasons else ""),
+            highlight=False,
+        )
+
+    with dask_client(scheduler, workers) as client:
+        result = run_gate(
+            shards,
+            policy,
+            scorer,
+            str(model) if model else None,
+            benchmark_index,
+            text_field,
+            quarantine,
+            client=client,
+            on_shard=said,
+        )
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(result.model_dump_json(indent=2) + "\n")
+    console.print(f"manifest: {manifest}")
+    raise typer.Exit(result.exit_code())
+
+
+@app.command("index-benchmarks")
+def index_benchmarks(
+    items: Annotated[list[str], typer.Argument(help="JSONL files of evaluation items (.gz/.zst too)")],
+    out: Annotated[Path, typer.Option("--out", help="index file to write (.npz)")],
+    text_field: Annotated[
+        str | None, typer.Option(help="field holding the item text (default: text, else all strings)")
+    ] = None,
+    id_field: Annotated[
+        str | None, typer.Option(help="field holding the item id (default: id, item_id, else file:line)")
+    ] = None,
+    ngram: Annotated[int, typer.Option(min=5, max=50, help="words per n-gram")] = 13,
+) -> None:
+    """Index evaluation sets once, for `auditor gate --benchmark-index`."""
+    from auditor.leakage import LeakageIndex, LeakageIndexError
+
+    if out.suffix != ".npz":
+        fail(f"--out {out}: the index is written as .npz")
+    try:
+        with console.status("indexing evaluation items"):
+            index = LeakageIndex.build(items, text_field=text_field, id_field=id_field, n=ngram)
+    except LeakageIndexError as exc:
+        fail(str(exc))
+    index.save(out)
+    info = index.describe()
+    console.print(f"indexed {info} -> {out}", highlight=False)
+    for problem in index.problems[:10]:
+        console.print(f"  [yellow]skipped[/] {problem}", highlight=False)
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,13 +103,14 @@ def run_audit(
     unreadable: dict[Path, str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     embeddings: bool = True,
+    client: Any = None,
 ) -> Report:
     unreadable = unreadable or {}
     readable = [p for p in paths if p not in unreadable]
     out.mkdir(parents=True, exist_ok=True)
     estimation = estimation_for(scorer, options)
     work = ScoringWork(out, audit_state(readable, columns, scorer, settings.chunk_rows), options.resume)
-    items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress)
+    items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress, client)
     if unreadable:  # a file that could not be opened is one unreadable item, so it is not lost from view
         lost = pd.DataFrame(
             {
@@ -151,6 +153,9 @@ def run_audit(
             "max_tokens": settings.max_tokens,
             "dedup_threshold": settings.dedup_threshold,
             "resumed_chunks": work.resumed,
+            "scoring": "local process"
+            if client is None
+            else f"dask.distributed, {len(client.nthreads())} workers at {client.scheduler.address}",
         },
         models=scorer.describe(),
         methods=_methods(estimation),

@@ -63,8 +63,10 @@ class Scorer:
         self.duplicates = NearDuplicateDetector(
             threshold=settings.dedup_threshold, reference=settings.reference_location if reference else None
         )
+        self.trusted = trust_model
         self.memo_size = 100_000
         self._memo: dict[str, pd.Series] = {}
+        self._reserved: dict[str, None] = {}
 
     def with_reference(self, location: str | None) -> Scorer:
         """The same loaded models, with near-duplicates checked against another reference index."""
@@ -90,15 +92,16 @@ class Scorer:
         self.duplicates.setup()
         return self
 
-    def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
+    def detect(self, texts: Sequence[Any], detector: Callable[[list], pd.DataFrame] | None = None) -> pd.DataFrame:
         """Per text: llm_probability, skip_reason and the perplexity signals (ppl_*).
 
         Results are remembered per exact text (bounded): deliveries repeat answers, and a
-        repeated text costs nothing the second time."""
+        repeated text costs nothing the second time. ``detector`` scores the texts not yet
+        remembered (default: this process's models; a Dask worker's, in distributed audits)."""
         keys = [t if isinstance(t, str) else None for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k is not None and k not in self._memo))
         misses = [i for i, k in enumerate(keys) if k is None]
-        fresh = self._detect_uncached(todo + [texts[i] for i in misses])
+        fresh = (detector or self._detect_uncached)(todo + [texts[i] for i in misses])
         for i, key in enumerate(todo):
             self._remember(key, fresh.iloc[i])
         rows = []
@@ -106,6 +109,25 @@ class Scorer:
         for i, key in enumerate(keys):
             rows.append(fresh.iloc[position[i]] if key is None else self._memo[key])
         return pd.DataFrame(rows, columns=fresh.columns).reset_index(drop=True) if rows else fresh
+
+    @property
+    def model_path(self) -> str:
+        return str(self.model_dir)
+
+    def unseen(self, texts: Sequence[Any]) -> list:
+        """The texts :meth:`detect` would score for this batch, counting as seen the texts of
+        batches sent out with :meth:`reserve` but not yet back (for distributed scoring)."""
+        keys = [t if isinstance(t, str) else None for t in texts]
+        todo = dict.fromkeys(k for k in keys if k is not None and k not in self._memo and k not in self._reserved)
+        return list(todo) + [t for t, k in zip(texts, keys, strict=True) if k is None]
+
+    def reserve(self, texts: Sequence[Any]) -> None:
+        """Mark texts as on their way into the memo, evicting as :meth:`_remember` will."""
+        for key in self.unseen(texts):
+            if isinstance(key, str):
+                if len(self._reserved) >= self.memo_size:
+                    self._reserved.pop(next(iter(self._reserved)))
+                self._reserved[key] = None
 
     def _remember(self, key: str, row: pd.Series) -> None:
         if len(self._memo) >= self.memo_size:
@@ -158,6 +180,11 @@ class Scorer:
             | {"reference_index": self.duplicates.index.describe() if self.duplicates.index is not None else None},
             "calibration": self.calibration.model_dump() if self.calibration else None,
         }
+
+
+def detect_on_worker(texts: list, model_dir: str | None, trust_model: bool) -> pd.DataFrame:
+    """A Dask task: score texts with the worker's models (loaded once per worker process)."""
+    return cached_scorer(model_dir, trust_model, False)._detect_uncached(texts)
 
 
 @lru_cache(maxsize=4)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
-from scipy.special import expit, logit
+from scipy.special import betaln, expit, logit
 from scipy.stats import binom
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
@@ -239,7 +239,42 @@ def poisson_binomial(p: np.ndarray) -> np.ndarray:
     return pmf
 
 
+_FINE_GRID = np.linspace(1e-7, 1 - 1e-7, 200_001)
+
+
+def flag_rate_sequence(k: int, n: int, alpha: float = 0.05, prior_mean: float = 0.05) -> tuple[float, float]:
+    """Anytime-valid (1 - alpha) confidence sequence for a Bernoulli rate after ``k`` of ``n``.
+
+    Robbins' method of mixtures (see Howard et al. 2021, "Time-uniform, nonparametric,
+    nonasymptotic confidence sequences"): the likelihood ratio of a Beta(a, b) mixture against
+    the point rate p is a nonnegative martingale under p, so by Ville's inequality the set of p
+    where it stays below 1/alpha covers the true rate at every n simultaneously. Sampling may
+    therefore stop whenever the set is on one side of a threshold without inflating the error.
+    The prior (mean ``prior_mean``, one pseudo-observation) only shapes where the sequence is
+    tightest; put it near the rate the decision hinges on.
+    """
+    if n == 0:
+        return 0.0, 1.0
+    a = 1.0
+    b = a * (1 - prior_mean) / prior_mean
+    log_ratio = betaln(a + k, b + n - k) - betaln(a, b) - k * np.log(_FINE_GRID) - (n - k) * np.log1p(-_FINE_GRID)
+    inside = np.flatnonzero(log_ratio < np.log(1 / alpha))
+    return float(_FINE_GRID[inside[0]]), float(_FINE_GRID[inside[-1]])
+
+
+def prevalence_bounds(
+    flag_low: float, flag_high: float, fpr: tuple[float, float], tpr: tuple[float, float]
+) -> tuple[float, float]:
+    """Share of LLM-written items consistent with a flag-rate interval, given intervals for the
+    detector's error rates: ``P(flag) = fpr + share * (tpr - fpr)`` solved at its extremes."""
+    low = (flag_low - fpr[1]) / max(tpr[1] - fpr[1], 1e-9)
+    high = (flag_high - fpr[0]) / max(tpr[0] - fpr[0], 1e-9)
+    return float(np.clip(low, 0, 1)), float(np.clip(high, 0, 1))
+
+
 __all__ = [
+    "flag_rate_sequence",
+    "prevalence_bounds",
     "ErrorRates",
     "Interval",
     "between_source_spread",

@@ -20,9 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +36,8 @@ from auditor.calibration import (  # noqa: E402
 from auditor.config import Settings  # noqa: E402
 from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, stratified_sample  # noqa: E402
 from auditor.features import FeatureStore  # noqa: E402
-from auditor.training import feature_detector  # noqa: E402
+from auditor.training import evaluate, feature_detector  # noqa: E402
+from auditor.training import format_metric as _fmt  # noqa: E402
 from detectors.bundle import load_bundle, save_bundle  # noqa: E402
 from detectors.classifier import LMTextClassifier  # noqa: E402
 from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
@@ -135,33 +134,6 @@ def calibrate_on_split(sample: pd.DataFrame, signals: pd.DataFrame, target_fpr: 
     return calibration
 
 
-def evaluate(sample: pd.DataFrame, threshold: float) -> dict:
-    """Test-split metrics per dataset, plus the evaluation-only sets."""
-    rows = []
-    for dataset, part in sample[sample["split"] == "test"].groupby("dataset"):
-        rows.append(_metrics(f"{dataset} (test split)", part, threshold))
-    for domain in sorted(EVALUATION_ONLY_DOMAINS):
-        part = sample[sample["domain"] == domain]
-        rows.append(_metrics(f"{domain} (evaluation only)", part, threshold))
-    rows.append(_metrics("all test rows", sample[sample["split"] == "test"], threshold))
-    return {"threshold": threshold, "rows": rows}
-
-
-def _metrics(name: str, part: pd.DataFrame, threshold: float) -> dict:
-    y, p = part["label"].to_numpy(), part["llm_probability"].to_numpy()
-    ok = ~np.isnan(p)
-    y, p = y[ok], p[ok]
-    both = len(np.unique(y)) == 2
-    return {
-        "set": name,
-        "n_human": int((y == 0).sum()),
-        "n_machine": int((y == 1).sum()),
-        "auroc": float(roc_auc_score(y, p)) if both else None,
-        "fpr": float((p[y == 0] > threshold).mean()) if (y == 0).any() else None,
-        "tpr": float((p[y == 1] > threshold).mean()) if (y == 1).any() else None,
-    }
-
-
 def model_card(sample: pd.DataFrame, classifier: LMTextClassifier, calibration, metrics: dict) -> str:
     counts = sample.groupby(["dataset", "split", "label"]).size().unstack("label", fill_value=0)
     counts.columns = ["human", "machine"]
@@ -224,10 +196,6 @@ def _source_rates(calibration) -> str:
         f"\nTPR per dataset: {rates}. Audits widen their prevalence intervals by this spread between datasets "
         f"(SD {spread:.2f} on the logit scale), since one vendor's task may sit anywhere in it."
     )
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,450 @@
+"""The pre-training gate: judge each shard ``pass``, ``reject`` or ``error`` before it enters a
+training mix, with the evidence behind the decision.
+
+One streaming pass reads every document of a shard (memory bounded by the batch size and
+the sample size): every document is checked for evaluation-set items (n-gram containment,
+:mod:`auditor.leakage`), and a uniform random sample is kept (reservoir sampling). The
+sample is then scored in a random order, a step at a time, and after every step an
+anytime-valid confidence sequence for the flag rate (:func:`auditor.stats.flag_rate_sequence`)
+is turned into an interval for the synthetic share with the detector's measured error rates.
+Scoring stops as soon as that interval lies wholly above or below ``max_synthetic``, so clean
+and heavily contaminated shards cost a few hundred documents and only borderline ones use the
+whole sample. When the sample runs out first the decision is made on the point estimate and
+marked inconclusive.
+
+Scoring is the auditor's; deciding is this module's: the scorer supplies probabilities and
+its calibration (threshold, held-out error rates), the policy says what is acceptable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from statsmodels.stats.proportion import proportion_confint
+
+from auditor.calibration import Calibration, load_calibration
+from auditor.leakage import LeakageIndex
+from auditor.shards import ShardError, ShardProblem, iter_documents, read_records
+from auditor.stats import flag_rate_sequence, prevalence_bounds
+
+GATE_SCHEMA_VERSION = "1.0"
+Decision = Literal["pass", "reject", "error"]
+SCORERS = ("fast", "lm")
+_EXCERPT_CHARS = 300
+_KEPT_PROBLEMS = 20
+
+
+class GatePolicy(BaseModel):
+    max_synthetic: float = Field(ge=0, le=1, description="largest acceptable share of LLM-written documents")
+    max_benchmark_hits: int = Field(0, ge=0, description="documents containing evaluation items that are tolerated")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="coverage of the synthetic-share interval")
+    max_scored: int = Field(5000, ge=10, description="size of the random sample; scoring never goes beyond it")
+    step: int = Field(100, ge=1, description="documents scored between two looks at the interval")
+    max_chars: int = Field(4000, ge=100, description="characters of each sampled document that are scored")
+    seed: int = 0
+
+
+class SyntheticShare(BaseModel):
+    estimate: float | None
+    ci_low: float
+    ci_high: float
+
+
+class BenchmarkHit(BaseModel):
+    item_id: str
+    documents: int
+    positions: list[int] = Field(description="line (JSONL) or row (Parquet) of the first documents containing it")
+    max_containment: float
+
+
+class FlaggedExample(BaseModel):
+    position: int
+    llm_probability: float
+    excerpt: str
+
+
+class ShardResult(BaseModel):
+    shard: str
+    decision: Decision
+    synthetic: SyntheticShare | None = None
+    documents_scored: int = 0
+    documents_read: int = 0
+    reasons: list[str] = Field(default_factory=list)
+    conclusive: bool = Field(True, description="False when the sample ran out before the interval left the threshold")
+    flagged: int = Field(0, description="scored documents above the calibrated threshold")
+    documents_with_benchmark_items: int = 0
+    benchmark_hits: list[BenchmarkHit] = Field(default_factory=list)
+    examples: list[FlaggedExample] = Field(default_factory=list, description="most LLM-like flagged documents")
+    problems: list[str] = Field(default_factory=list, description="first problems met while reading, with lines")
+    problem_counts: dict[str, int] = Field(default_factory=dict)
+    quarantine: str | None = None
+    seconds: float = 0.0
+
+
+class GateManifest(BaseModel):
+    schema_version: str = GATE_SCHEMA_VERSION
+    created_at: str
+    policy: GatePolicy
+    scorer: dict[str, Any]
+    benchmark_index: dict[str, Any] | None = None
+    execution: dict[str, Any] = Field(default_factory=dict)
+    shards: list[ShardResult]
+
+    def exit_code(self) -> int:
+        """3 if any shard could not be judged, else 1 if any was rejected, else 0."""
+        decisions = {s.decision for s in self.shards}
+        return 3 if "error" in decisions else 1 if "reject" in decisions else 0
+
+
+# ---------------------------------------------------------------------- scorers
+class GateScorer:
+    """Probabilities for sampled documents, and the calibration that turns them into flags."""
+
+    def __init__(self, kind: str, predict: Callable[[list[str]], np.ndarray], calibration: Calibration, info: dict):
+        self.kind, self.predict, self.calibration, self.info = kind, predict, calibration, info
+
+    def describe(self) -> dict[str, Any]:
+        c = self.calibration
+        return {
+            "kind": self.kind,
+            **self.info,
+            "threshold": c.threshold,
+            "heldout_fpr": c.heldout_fpr.model_dump(),
+            "heldout_tpr": c.heldout_tpr.model_dump() if c.heldout_tpr else None,
+        }
+
+
+@lru_cache(maxsize=4)
+def load_scorer(kind: str, model_dir: str | None = None, trust_model: bool = False) -> GateScorer:
+    """Load once per process (so once per Dask worker). ``fast``: the n-gram classifier trained by
+    `auditor setup`; ``lm``: the LM classifier bundle the rest of the auditor uses."""
+    from auditor.config import get_settings
+
+    settings = get_settings()
+    if kind == "fast":
+        from auditor.training import ensure_fast_model
+        from detectors.ngram import NgramClassifier
+
+        directory = Path(model_dir) if model_dir else ensure_fast_model(settings)
+        detector = NgramClassifier.load(directory, trust=trust_model)
+        calibration = load_calibration(directory)
+        info = {"model_dir": str(directory), "detector": detector.describe()}
+        predict = lambda texts: detector.score(texts)["score"].to_numpy(dtype=float)  # noqa: E731
+    elif kind == "lm":
+        from auditor.scoring import PROBABILITY, cached_scorer
+
+        scorer = cached_scorer(model_dir, trust_model, False)
+        calibration = scorer.calibration
+        info = {"model_dir": str(scorer.model_dir), "detector": scorer.classifier.describe()}
+        predict = lambda texts: scorer.detect(texts)[PROBABILITY].to_numpy(dtype=float)  # noqa: E731
+    else:
+        raise ValueError(f"unknown scorer {kind!r}; use one of {', '.join(SCORERS)}")
+    if calibration is None or calibration.heldout_tpr is None:
+        raise ValueError(f"{info['model_dir']}: no calibration with measured error rates; run `auditor calibrate`")
+    return GateScorer(kind, predict, calibration, info)
+
+
+@lru_cache(maxsize=4)
+def load_index(path: str) -> LeakageIndex:
+    from auditor.config import get_settings
+
+    return LeakageIndex.open(path, get_settings().cache_dir / "benchmark-index")
+
+
+# ----------------------------------------------------------------- one shard
+class _Reservoir:
+    """Uniform random sample of fixed size from a stream (Algorithm R, vectorised per batch)."""
+
+    def __init__(self, capacity: int, rng: np.random.Generator, max_chars: int):
+        self.capacity, self.rng, self.max_chars = capacity, rng, max_chars
+        self.texts: list[str] = []
+        self.positions: list[int] = []
+        self.seen = 0
+
+    def offer(self, texts: Sequence[str], positions: Sequence[int]) -> None:
+        fill = min(len(texts), max(self.capacity - self.seen, 0))
+        self.texts.extend(t[: self.max_chars] for t in texts[:fill])
+        self.positions.extend(positions[:fill])
+        rest = len(texts) - fill
+        if rest:
+            seen_before = np.arange(self.seen + fill, self.seen + len(texts)) + 1
+            slots = np.floor(self.rng.random(rest) * seen_before).astype(np.int64)
+            for j in np.flatnonzero(slots < self.capacity):
+                self.texts[slots[j]] = texts[fill + j][: self.max_chars]
+                self.positions[slots[j]] = positions[fill + j]
+        self.seen += len(texts)
+
+
+class _LeakageTally:
+    def __init__(self) -> None:
+        self.documents: dict[int, list[str]] = {}
+        self.items: dict[str, BenchmarkHit] = {}
+
+    def add(self, positions: Sequence[int], matches: Sequence[Sequence[Any]]) -> None:
+        for position, found in zip(positions, matches, strict=True):
+            if not found:
+                continue
+            self.documents[position] = [m.item_id for m in found]
+            for m in found:
+                hit = self.items.setdefault(
+                    m.item_id, BenchmarkHit(item_id=m.item_id, documents=0, positions=[], max_containment=0)
+                )
+                hit.documents += 1
+                if len(hit.positions) < 10:
+                    hit.positions.append(position)
+                hit.max_containment = max(hit.max_containment, round(float(m.containment), 4))
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.kept: list[ShardProblem] = []
+        self.counts: Counter[str] = Counter()
+
+    def add(self, problems: Sequence[ShardProblem], counts: dict[str, int] | None = None) -> None:
+        for problem in problems:
+            if len(self.kept) < _KEPT_PROBLEMS:
+                self.kept.append(problem)
+        self.counts.update(counts if counts is not None else Counter(p.kind for p in problems))
+
+    def damaged(self) -> ShardProblem | None:
+        return next((p for p in self.kept if p.kind == "truncated"), None)
+
+
+def shard_seed(shard: str, seed: int) -> list[int]:
+    """The sample of a shard depends on its name and the seed only: the same on any worker."""
+    return [seed, int.from_bytes(hashlib.sha256(shard.encode()).digest()[:8], "little")]
+
+
+def judge_shard(
+    shard: str,
+    policy: GatePolicy,
+    scorer: GateScorer,
+    index: LeakageIndex | None = None,
+    text_field: str = "text",
+    quarantine: Path | None = None,
+    batch_size: int = 10_000,
+) -> ShardResult:
+    started = time.perf_counter()
+    rng = np.random.default_rng(shard_seed(shard, policy.seed))
+    reservoir = _Reservoir(policy.max_scored, rng, policy.max_chars)
+    leakage = _LeakageTally()
+    problems = _Problems()
+    try:
+        for batch in iter_documents(shard, text_field, batch_size=batch_size):
+            problems.add(batch.problems, getattr(batch, "problem_counts", None))
+            if index is not None and batch.texts:
+                leakage.add(batch.positions, index.scan(batch.texts))
+            reservoir.offer(batch.texts, batch.positions)
+    except ShardError as exc:
+        return ShardResult(shard=shard, decision="error", reasons=[str(exc)], seconds=time.perf_counter() - started)
+    result, flagged = _decide(shard, policy, scorer, reservoir, leakage, rng)
+    result.problems = [str(p) for p in problems.kept]
+    result.problem_counts = dict(problems.counts)
+    damage = problems.damaged()
+    if reservoir.seen == 0:
+        result.decision = "error"
+        result.reasons = [f"no documents with a {text_field!r} text could be read"]
+    elif damage is not None:
+        result.decision = "error"
+        result.reasons.insert(0, f"shard is damaged, only the documents before the damage were judged: {damage}")
+    if quarantine is not None and result.decision == "reject":
+        result.quarantine = str(write_quarantine(shard, result, leakage, flagged, quarantine, text_field))
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _decide(
+    shard: str,
+    policy: GatePolicy,
+    scorer: GateScorer,
+    reservoir: _Reservoir,
+    leakage: _LeakageTally,
+    rng: np.random.Generator,
+) -> tuple[ShardResult, dict[int, float]]:
+    """The decision, and the flagged sampled documents (position -> probability)."""
+    result = ShardResult(shard=shard, decision="pass", documents_read=reservoir.seen)
+    flagged = _sequential_estimate(policy, scorer, reservoir, rng, result)
+    if result.synthetic is not None:
+        share = result.synthetic
+        over = share.ci_low > policy.max_synthetic if result.conclusive else share.estimate > policy.max_synthetic
+        said = f"synthetic share {share.estimate:.3f} [{share.ci_low:.3f}, {share.ci_high:.3f}] from {result.documents_scored} scored documents"
+        if over:
+            result.decision = "reject"
+            result.reasons.append(f"{said} is above --max-synthetic {policy.max_synthetic:g}")
+        if not result.conclusive:
+            result.reasons.append(
+                f"inconclusive: after the whole sample ({result.documents_scored} documents) the interval still "
+                f"contains {policy.max_synthetic:g}; decided on the point estimate"
+            )
+    result.documents_with_benchmark_items = len(leakage.documents)
+    result.benchmark_hits = sorted(leakage.items.values(), key=lambda h: (-h.documents, h.item_id))
+    if len(leakage.documents) > policy.max_benchmark_hits:
+        result.decision = "reject"
+        ids = ", ".join(h.item_id for h in result.benchmark_hits[:10])
+        more = f" and {len(result.benchmark_hits) - 10} more" if len(result.benchmark_hits) > 10 else ""
+        result.reasons.append(
+            f"{len(leakage.documents)} documents contain evaluation items (allowed: {policy.max_benchmark_hits}): {ids}{more}"
+        )
+    return result, flagged
+
+
+def _sequential_estimate(
+    policy: GatePolicy, scorer: GateScorer, reservoir: _Reservoir, rng: np.random.Generator, result: ShardResult
+) -> dict[int, float]:
+    """Score the sample in random order until the interval is clear of the threshold; sets the
+    result's estimate and returns the flagged documents (position -> probability)."""
+    if not reservoir.texts:
+        return {}
+    calibration = scorer.calibration
+    alpha = 1 - policy.confidence
+    fpr = _rate_interval(calibration.heldout_fpr.k, calibration.heldout_fpr.n, alpha)
+    tpr = _rate_interval(calibration.heldout_tpr.k, calibration.heldout_tpr.n, alpha)
+    fpr_hat, tpr_hat = calibration.heldout_fpr.estimate, calibration.heldout_tpr.estimate
+    boundary = fpr_hat + policy.max_synthetic * (tpr_hat - fpr_hat)  # flag rate at the policy threshold
+    order = rng.permutation(len(reservoir.texts))
+    probabilities = np.full(len(order), np.nan)
+    k = n = looked = 0
+    result.conclusive = False
+    while looked < len(order):
+        chunk = order[looked : looked + policy.step]
+        probabilities[chunk] = scorer.predict([reservoir.texts[i] for i in chunk])
+        looked += len(chunk)
+        scored = probabilities[order[:looked]]
+        scored = scored[~np.isnan(scored)]
+        n, k = len(scored), int(calibration.flags(scored).sum())
+        low, high = prevalence_bounds(*flag_rate_sequence(k, n, alpha, max(boundary, 1e-4)), fpr, tpr)
+        if low > policy.max_synthetic or high <= policy.max_synthetic:
+            result.conclusive = True
+            break
+    estimate = float(np.clip((k / n - fpr_hat) / (tpr_hat - fpr_hat), 0, 1)) if n else None
+    result.synthetic = SyntheticShare(estimate=estimate, ci_low=low if n else 0.0, ci_high=high if n else 1.0)
+    result.documents_scored = n
+    result.flagged = k
+    flagged = [i for i in order[:looked] if calibration.flags(probabilities[i : i + 1])[0]]
+    flagged.sort(key=lambda i: -probabilities[i])
+    result.examples = [
+        FlaggedExample(
+            position=reservoir.positions[i],
+            llm_probability=round(float(probabilities[i]), 4),
+            excerpt=reservoir.texts[i][:_EXCERPT_CHARS],
+        )
+        for i in flagged[:5]
+    ]
+    return {reservoir.positions[i]: float(probabilities[i]) for i in flagged}
+
+
+def _rate_interval(k: int, n: int, alpha: float) -> tuple[float, float]:
+    low, high = proportion_confint(k, n, alpha=alpha, method="beta")
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------- quarantine
+def write_quarantine(
+    shard: str,
+    result: ShardResult,
+    leakage: _LeakageTally,
+    flagged: dict[int, float],
+    directory: Path,
+    text_field: str,
+) -> Path:
+    """Write the documents a rejection rests on, full records with their reasons: every document
+    holding an evaluation item, and the sampled documents that were flagged as LLM-written."""
+    synthetic_rejection = any("synthetic share" in r and "above" in r for r in result.reasons)
+    offending = set(leakage.documents) | (set(flagged) if synthetic_rejection else set())
+    records = read_records(shard, offending, text_field) if offending else {}
+    directory.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(shard.encode()).hexdigest()[:8] + "-" + Path(shard.split("::")[0]).name.split(".")[0]
+    path = directory / f"{name}.quarantine.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"shard": shard, "decision": result.decision, "reasons": result.reasons}) + "\n")
+        for position in sorted(offending):
+            why = []
+            if position in leakage.documents:
+                why.append("contains evaluation items: " + ", ".join(leakage.documents[position]))
+            if position in flagged and synthetic_rejection:
+                why.append(f"flagged as LLM-written (llm_probability {flagged[position]:.3f})")
+            entry = {"shard": shard, "position": position, "reasons": why, "record": records.get(position)}
+            out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------- many shards
+def run_gate(
+    shards: Sequence[str],
+    policy: GatePolicy,
+    scorer_kind: str = "fast",
+    model_dir: str | None = None,
+    index_path: str | None = None,
+    text_field: str = "text",
+    quarantine: Path | None = None,
+    client: Any = None,
+    on_shard: Callable[[ShardResult], None] | None = None,
+) -> GateManifest:
+    """Judge every shard, in this process or, with a dask.distributed ``client``, one task per
+    shard on the cluster (the same function; results do not depend on where a shard ran)."""
+    scorer = load_scorer(scorer_kind, model_dir)
+    index = load_index(index_path) if index_path else None
+    arguments = dict(
+        policy=policy,
+        scorer_kind=scorer_kind,
+        model_dir=model_dir,
+        index_path=index_path,
+        text_field=text_field,
+        quarantine=quarantine,
+    )
+    results: list[ShardResult] = []
+    if client is None:
+        for shard in shards:
+            results.append(judge_shard(shard, policy, scorer, index, text_field, quarantine))
+            if on_shard:
+                on_shard(results[-1])
+        execution = {"mode": "local process"}
+    else:
+        from distributed import as_completed
+
+        futures = client.map(judge_shard_task, list(shards), pure=False, **arguments)
+        position = {f.key: i for i, f in enumerate(futures)}
+        done: dict[int, ShardResult] = {}
+        for future in as_completed(futures):
+            done[position[future.key]] = future.result()
+            if on_shard:
+                on_shard(done[position[future.key]])
+        results = [done[i] for i in range(len(futures))]
+        execution = {
+            "mode": "dask.distributed",
+            "scheduler": client.scheduler.address,
+            "workers": len(client.nthreads()),
+        }
+    return GateManifest(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        policy=policy,
+        scorer=scorer.describe(),
+        benchmark_index=index.describe() if index is not None else None,
+        execution=execution,
+        shards=results,
+    )
+
+
+def judge_shard_task(
+    shard: str,
+    policy: GatePolicy,
+    scorer_kind: str,
+    model_dir: str | None,
+    index_path: str | None,
+    text_field: str,
+    quarantine: Path | None,
+) -> ShardResult:
+    """A Dask task: models and the index load once per worker process (cached)."""
+    scorer = load_scorer(scorer_kind, model_dir)
+    index = load_index(index_path) if index_path else None
+    return judge_shard(shard, policy, scorer, index, text_field, quarantine)
