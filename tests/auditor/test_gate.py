@@ -44,7 +44,9 @@ def mixed(pools, n, share, seed):
 @pytest.fixture(scope="module")
 def benchmark(tmp_path_factory, corpus):
     """Evaluation items: long HC3 answers (calibration split, so not in the shards by chance), as JSONL."""
-    items = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.text.str.split().str.len() > 40)]
+    items = corpus[
+        (corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.text.str.split().str.len() > 40)
+    ]
     items = items.sample(40, random_state=1)
     path = tmp_path_factory.mktemp("bench") / "bench.jsonl"
     with path.open("w") as out:
@@ -190,4 +192,7 @@ def test_usage_errors_exit_two(tmp_path, pools):
         app, ["gate", str(shard), "--max-synthetic", "0.1", "--manifest", out, "--benchmark-index", "nope.jsonl"]
     )
     assert missing_index.exit_code == 2 and "nope.jsonl" in missing_index.output
-    assert runner.invoke(app, ["gate", str(shard), "--max-synthetic", "0.1", "--manifest", out, "--scorer", "x"]).exit_code == 2
+    assert (
+        runner.invoke(app, ["gate", str(shard), "--max-synthetic", "0.1", "--manifest", out, "--scorer", "x"]).exit_code
+        == 2
+    )
