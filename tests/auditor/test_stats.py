@@ -66,3 +66,37 @@ def test_calibration_keeps_rates_per_source_and_audits_see_their_spread(tmp_path
     assert rates.tpr_spread > 0.3
     save_calibration(result, tmp_path)
     assert load_calibration(tmp_path).error_rates() == rates
+
+
+def test_flag_rate_sequence_covers_the_rate_at_every_look_where_a_fixed_interval_does_not():
+    """Peeking after every 100 documents: the confidence sequence must keep its 95% coverage
+    over the whole run; a fixed-sample 95% Wilson interval checked as often does not."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    from auditor.stats import flag_rate_sequence
+
+    rng = np.random.default_rng(0)
+    rate, looks = 0.03, np.arange(100, 3001, 100)
+    sequence_missed = fixed_missed = 0
+    for _ in range(100):
+        flags = np.cumsum(rng.random(3000) < rate)
+        counts = [(int(flags[n - 1]), int(n)) for n in looks]
+        sequence_missed += any(
+            not (lo <= rate <= hi) for lo, hi in (flag_rate_sequence(k, n, 0.05, 0.03) for k, n in counts)
+        )
+        fixed_missed += any(
+            not (lo <= rate <= hi) for lo, hi in (proportion_confint(k, n, 0.05, "wilson") for k, n in counts)
+        )
+    assert sequence_missed <= 6
+    assert fixed_missed > 2 * max(sequence_missed, 5)
+
+
+def test_prevalence_bounds_follow_the_error_rates():
+    from auditor.stats import prevalence_bounds
+
+    # A flag rate at the false-positive rate means no LLM text; at the true-positive rate, all of it.
+    assert prevalence_bounds(0.01, 0.01, (0.01, 0.01), (0.5, 0.5)) == (0.0, 0.0)
+    assert prevalence_bounds(0.5, 0.5, (0.01, 0.01), (0.5, 0.5)) == (1.0, 1.0)
+    low, high = prevalence_bounds(0.05, 0.07, (0.005, 0.015), (0.4, 0.5))
+    assert 0.05 < low < high < 0.2  # uncertain error rates widen the interval on both sides
+    assert low < (0.05 - 0.01) / (0.45 - 0.01) and high > (0.07 - 0.01) / (0.45 - 0.01)
