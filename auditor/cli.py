@@ -437,7 +437,11 @@ def gate(
     def said(result) -> None:
         colour = {"pass": "green", "reject": "red", "error": "yellow"}[result.decision]
         share = result.synthetic
-        estimate = f"synthetic {share.estimate:.1%} [{share.ci_low:.1%}, {share.ci_high:.1%}], " if share else ""
+        estimate = (
+            f"synthetic {share.estimate:.1%} [{share.ci_low:.1%}, {share.ci_high:.1%}], "
+            if share and share.estimate is not None
+            else ""
+        )
         console.print(
             f"[{colour}]{result.decision}[/] {result.shard}: {estimate}{result.documents_scored} scored of "
             f"{result.documents_read} read" + (f"; {'; '.join(result.reasons)}" if result.reasons else ""),

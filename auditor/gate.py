@@ -73,6 +73,9 @@ class FlaggedExample(BaseModel):
     excerpt: str
 
 
+UNKNOWN_SHARE = SyntheticShare(estimate=None, ci_low=0.0, ci_high=1.0)
+
+
 class ShardResult(BaseModel):
     shard: str
     decision: Decision
@@ -80,6 +83,7 @@ class ShardResult(BaseModel):
     documents_scored: int = 0
     documents_read: int = 0
     reasons: list[str] = Field(default_factory=list)
+    rejected_for: list[Literal["synthetic_share", "evaluation_items"]] = Field(default_factory=list)
     conclusive: bool = Field(True, description="False when the sample ran out before the interval left the threshold")
     flagged: int = Field(0, description="scored documents above the calibrated threshold")
     documents_with_benchmark_items: int = 0
@@ -206,18 +210,17 @@ class _LeakageTally:
 
 
 class _Problems:
+    """The first problems of a shard as examples, counts of all of them, and the damage if any."""
+
     def __init__(self) -> None:
         self.kept: list[ShardProblem] = []
         self.counts: Counter[str] = Counter()
+        self.damage: ShardProblem | None = None
 
-    def add(self, problems: Sequence[ShardProblem], counts: dict[str, int] | None = None) -> None:
-        for problem in problems:
-            if len(self.kept) < _KEPT_PROBLEMS:
-                self.kept.append(problem)
-        self.counts.update(counts if counts is not None else Counter(p.kind for p in problems))
-
-    def damaged(self) -> ShardProblem | None:
-        return next((p for p in self.kept if p.kind == "truncated"), None)
+    def add(self, problems: Sequence[ShardProblem], counts: dict[str, int]) -> None:
+        self.kept.extend(problems[: max(_KEPT_PROBLEMS - len(self.kept), 0)])
+        self.counts.update(counts)
+        self.damage = self.damage or next((p for p in problems if p.kind == "truncated"), None)
 
 
 def shard_seed(shard: str, seed: int) -> list[int]:
@@ -241,18 +244,25 @@ def judge_shard(
     problems = _Problems()
     try:
         for batch in iter_documents(shard, text_field, batch_size=batch_size):
-            problems.add(batch.problems, getattr(batch, "problem_counts", None))
+            problems.add(batch.problems, batch.problem_counts)
             if index is not None and batch.texts:
                 leakage.add(batch.positions, index.scan(batch.texts))
             reservoir.offer(batch.texts, batch.positions)
     except ShardError as exc:
-        return ShardResult(shard=shard, decision="error", reasons=[str(exc)], seconds=time.perf_counter() - started)
+        return ShardResult(
+            shard=shard,
+            decision="error",
+            synthetic=UNKNOWN_SHARE,
+            reasons=[str(exc)],
+            seconds=round(time.perf_counter() - started, 3),
+        )
     result, flagged = _decide(shard, policy, scorer, reservoir, leakage, rng)
     result.problems = [str(p) for p in problems.kept]
     result.problem_counts = dict(problems.counts)
-    damage = problems.damaged()
+    damage = problems.damage
     if reservoir.seen == 0:
         result.decision = "error"
+        result.synthetic = UNKNOWN_SHARE
         result.reasons = [f"no documents with a {text_field!r} text could be read"]
     elif damage is not None:
         result.decision = "error"
@@ -280,7 +290,10 @@ def _decide(
         said = f"synthetic share {share.estimate:.3f} [{share.ci_low:.3f}, {share.ci_high:.3f}] from {result.documents_scored} scored documents"
         if over:
             result.decision = "reject"
+            result.rejected_for.append("synthetic_share")
             result.reasons.append(f"{said} is above --max-synthetic {policy.max_synthetic:g}")
+        else:
+            result.reasons.append(f"{said} is within --max-synthetic {policy.max_synthetic:g}")
         if not result.conclusive:
             result.reasons.append(
                 f"inconclusive: after the whole sample ({result.documents_scored} documents) the interval still "
@@ -290,6 +303,7 @@ def _decide(
     result.benchmark_hits = sorted(leakage.items.values(), key=lambda h: (-h.documents, h.item_id))
     if len(leakage.documents) > policy.max_benchmark_hits:
         result.decision = "reject"
+        result.rejected_for.append("evaluation_items")
         ids = ", ".join(h.item_id for h in result.benchmark_hits[:10])
         more = f" and {len(result.benchmark_hits) - 10} more" if len(result.benchmark_hits) > 10 else ""
         result.reasons.append(
@@ -359,7 +373,7 @@ def write_quarantine(
 ) -> Path:
     """Write the documents a rejection rests on, full records with their reasons: every document
     holding an evaluation item, and the sampled documents that were flagged as LLM-written."""
-    synthetic_rejection = any("synthetic share" in r and "above" in r for r in result.reasons)
+    synthetic_rejection = "synthetic_share" in result.rejected_for
     offending = set(leakage.documents) | (set(flagged) if synthetic_rejection else set())
     records = read_records(shard, offending, text_field) if offending else {}
     directory.mkdir(parents=True, exist_ok=True)

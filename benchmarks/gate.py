@@ -96,7 +96,7 @@ def decisions(corpus: pd.DataFrame, items: pd.DataFrame, index: Path, work: Path
         rows.append(
             {
                 "share": share,
-                "synthetic_reject": any("above --max-synthetic" in r for r in entry["reasons"]),
+                "synthetic_reject": "synthetic_share" in entry["rejected_for"],
                 "conclusive": entry["conclusive"],
                 "scored": entry["documents_scored"],
                 "estimate": entry["synthetic"]["estimate"],

@@ -76,7 +76,8 @@ def test_clean_shard_passes_and_contaminated_shard_is_rejected_after_a_sample(tm
     assert ok["synthetic"]["ci_high"] <= 0.05 and bad["synthetic"]["ci_low"] > 0.05
     # The sequential test stops early on clear cases instead of scoring everything.
     assert bad["documents_scored"] < 1000 and ok["documents_scored"] < 4000
-    assert any("above --max-synthetic" in r for r in bad["reasons"])
+    assert bad["rejected_for"] == ["synthetic_share"] and any("above --max-synthetic" in r for r in bad["reasons"])
+    assert ok["rejected_for"] == [] and "within --max-synthetic" in ok["reasons"][0]
     assert bad["examples"] and all(e["llm_probability"] > 0.5 for e in bad["examples"])
 
 
@@ -129,7 +130,7 @@ def test_leakage_rejects_shard_with_embedded_items_and_quarantines_them(tmp_path
     assert leaky.documents_with_benchmark_items == 2
     assert {h.item_id for h in leaky.benchmark_hits} == {"qa-3", "qa-17"}
     assert sorted(p for h in leaky.benchmark_hits for p in h.positions) == [100, 900]
-    assert any("evaluation items" in r for r in leaky.reasons)
+    assert leaky.rejected_for == ["evaluation_items"] and any("evaluation items" in r for r in leaky.reasons)
     lines = [json.loads(x) for x in (quarantine / leaky.quarantine.split("/")[-1]).read_text().splitlines()]
     assert lines[0]["decision"] == "reject"
     quarantined = {e["position"]: e for e in lines[1:]}
@@ -170,6 +171,20 @@ def test_bad_shards_are_reported_and_the_others_still_judged(tmp_path, pools):
     assert by_shard[str(empty)].decision == "error"
     assert by_shard[str(no_column)].decision == "error" and "content" in by_shard[str(no_column)].reasons[0]
     assert by_shard[str(missing)].decision == "error" and "missing.jsonl" in by_shard[str(missing)].reasons[0]
+    unknown = by_shard[str(missing)].synthetic
+    assert unknown.estimate is None and (unknown.ci_low, unknown.ci_high) == (0.0, 1.0)
+
+
+def test_damage_after_many_bad_lines_is_still_an_error(tmp_path, pools):
+    docs = mixed(pools, 400, 0.0, 10)
+    lines = [json.dumps({"text": t}) if i % 10 else "not json" for i, t in enumerate(docs)]  # 40 bad lines
+    full = gzip.compress("\n".join(lines).encode())
+    shard = tmp_path / "late-damage.jsonl.gz"
+    shard.write_bytes(full[: int(len(full) * 0.9)])
+    result = judge_shard(str(shard), GatePolicy(max_synthetic=0.2), load_scorer("fast"))
+    assert result.decision == "error" and "damaged" in result.reasons[0]
+    assert result.problem_counts["bad_json"] >= 30 and result.problem_counts["truncated"] == 1
+    assert len(result.problems) == 20  # examples are capped; counts are not
 
 
 def test_text_field_and_parquet_shards(tmp_path, pools):
