@@ -402,6 +402,13 @@ def gate(
     max_scored: Annotated[int, typer.Option(min=10, help="size of the random sample scored at most")] = 5000,
     seed: Annotated[int, typer.Option(help="seed of the random sample")] = 0,
     model: Annotated[Path | None, typer.Option("--model", help="model directory for the chosen scorer")] = None,
+    human_reference: Annotated[
+        Path | None, typer.Option(help="human-written texts of the corpus's kind: re-measure the false-positive rate")
+    ] = None,
+    machine_reference: Annotated[
+        Path | None, typer.Option(help="LLM-written texts of the corpus's kind: re-measure the true-positive rate")
+    ] = None,
+    reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
     scheduler: SchedulerOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
@@ -426,12 +433,18 @@ def gate(
         max_scored=max_scored,
         seed=seed,
     )
+    from auditor.audit import read_reference_texts
+
     try:
-        with console.status("loading the scorer and the evaluation-set index"):
+        with console.status("loading the scorer, the evaluation-set index and any references"):
             load_scorer(scorer, str(model) if model else None)
             if benchmark_index:
                 load_index(benchmark_index)
-    except (LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
+            references = {
+                role: read_reference_texts(path, reference_text_col) if path else None
+                for role, path in (("human", human_reference), ("machine", machine_reference))
+            }
+    except (InputError, LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
     def said(result) -> None:
@@ -459,6 +472,8 @@ def gate(
             quarantine,
             client=client,
             on_shard=said,
+            human_reference=references["human"],
+            machine_reference=references["machine"],
         )
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(result.model_dump_json(indent=2) + "\n")

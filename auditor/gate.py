@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from statsmodels.stats.proportion import proportion_confint
 
-from auditor.calibration import Calibration, load_calibration
+from auditor.calibration import Calibration, Rate, load_calibration
 from auditor.leakage import LeakageIndex
 from auditor.shards import ShardError, ShardProblem, iter_documents, read_records
 from auditor.stats import flag_rate_sequence, prevalence_bounds
@@ -111,20 +111,55 @@ class GateManifest(BaseModel):
 
 
 # ---------------------------------------------------------------------- scorers
-class GateScorer:
-    """Probabilities for sampled documents, and the calibration that turns them into flags."""
+class ErrorRatesUsed(BaseModel):
+    """The false- and true-positive rates that turn flag rates into synthetic shares."""
 
-    def __init__(self, kind: str, predict: Callable[[list[str]], np.ndarray], calibration: Calibration, info: dict):
+    fpr: Rate
+    tpr: Rate
+    source: str
+
+
+class GateScorer:
+    """Probabilities for sampled documents, the calibration that turns them into flags, and the
+    error rates the share is corrected with (the calibration's, or re-measured on references)."""
+
+    def __init__(
+        self,
+        kind: str,
+        predict: Callable[[list[str]], np.ndarray],
+        calibration: Calibration,
+        info: dict,
+        rates: ErrorRatesUsed | None = None,
+    ):
         self.kind, self.predict, self.calibration, self.info = kind, predict, calibration, info
+        self.rates = rates or ErrorRatesUsed(
+            fpr=calibration.heldout_fpr, tpr=calibration.heldout_tpr, source=f"calibration: {calibration.data}"
+        )
+
+    def with_rates(self, rates: ErrorRatesUsed | None) -> GateScorer:
+        return self if rates is None else GateScorer(self.kind, self.predict, self.calibration, self.info, rates)
+
+    def measure_rates(self, human: Sequence[str] | None, machine: Sequence[str] | None) -> ErrorRatesUsed:
+        """Re-measure the rates on the corpus's own kind of text (references), where given."""
+        fpr, tpr, said = self.rates.fpr, self.rates.tpr, []
+        for texts, kind in ((human, "human"), (machine, "machine")):
+            if not texts:
+                continue
+            scores = self.predict(list(texts))
+            scores = scores[~np.isnan(scores)]
+            rate = Rate.of(int(self.calibration.flags(scores).sum()), len(scores))
+            fpr, tpr = (rate, tpr) if kind == "human" else (fpr, rate)
+            said.append(
+                f"{'false' if kind == 'human' else 'true'}-positive rate on {len(scores)} {kind} reference texts"
+            )
+        return ErrorRatesUsed(fpr=fpr, tpr=tpr, source="; ".join(said) + "; other rates from the calibration")
 
     def describe(self) -> dict[str, Any]:
-        c = self.calibration
         return {
             "kind": self.kind,
             **self.info,
-            "threshold": c.threshold,
-            "heldout_fpr": c.heldout_fpr.model_dump(),
-            "heldout_tpr": c.heldout_tpr.model_dump() if c.heldout_tpr else None,
+            "threshold": self.calibration.threshold,
+            "rates": self.rates.model_dump(),
         }
 
 
@@ -319,11 +354,11 @@ def _sequential_estimate(
     result's estimate and returns the flagged documents (position -> probability)."""
     if not reservoir.texts:
         return {}
-    calibration = scorer.calibration
+    calibration, rates = scorer.calibration, scorer.rates
     alpha = 1 - policy.confidence
-    fpr = _rate_interval(calibration.heldout_fpr.k, calibration.heldout_fpr.n, alpha)
-    tpr = _rate_interval(calibration.heldout_tpr.k, calibration.heldout_tpr.n, alpha)
-    fpr_hat, tpr_hat = calibration.heldout_fpr.estimate, calibration.heldout_tpr.estimate
+    fpr = _rate_interval(rates.fpr.k, rates.fpr.n, alpha)
+    tpr = _rate_interval(rates.tpr.k, rates.tpr.n, alpha)
+    fpr_hat, tpr_hat = rates.fpr.estimate, rates.tpr.estimate
     boundary = fpr_hat + policy.max_synthetic * (tpr_hat - fpr_hat)  # flag rate at the policy threshold
     order = rng.permutation(len(reservoir.texts))
     probabilities = np.full(len(order), np.nan)
@@ -403,10 +438,15 @@ def run_gate(
     quarantine: Path | None = None,
     client: Any = None,
     on_shard: Callable[[ShardResult], None] | None = None,
+    human_reference: Sequence[str] | None = None,
+    machine_reference: Sequence[str] | None = None,
 ) -> GateManifest:
     """Judge every shard, in this process or, with a dask.distributed ``client``, one task per
-    shard on the cluster (the same function; results do not depend on where a shard ran)."""
+    shard on the cluster (the same function; results do not depend on where a shard ran).
+    Reference texts of the corpus's own kind re-measure the error rates before any shard."""
     scorer = load_scorer(scorer_kind, model_dir)
+    rates = scorer.measure_rates(human_reference, machine_reference) if human_reference or machine_reference else None
+    scorer = scorer.with_rates(rates)
     index = load_index(index_path) if index_path else None
     arguments = dict(
         policy=policy,
@@ -415,6 +455,7 @@ def run_gate(
         index_path=index_path,
         text_field=text_field,
         quarantine=quarantine,
+        rates=rates,
     )
     results: list[ShardResult] = []
     if client is None:
@@ -457,8 +498,9 @@ def judge_shard_task(
     index_path: str | None,
     text_field: str,
     quarantine: Path | None,
+    rates: ErrorRatesUsed | None = None,
 ) -> ShardResult:
     """A Dask task: models and the index load once per worker process (cached)."""
-    scorer = load_scorer(scorer_kind, model_dir)
+    scorer = load_scorer(scorer_kind, model_dir).with_rates(rates)
     index = load_index(index_path) if index_path else None
     return judge_shard(shard, policy, scorer, index, text_field, quarantine)

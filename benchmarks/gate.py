@@ -1,7 +1,7 @@
 """Does the pre-training gate decide right, at what cost, and how fast on a big shard?
 
-    python benchmarks/gate.py [--replicates 10] [--shard-docs 20000] [--big-docs 1000000]
-                              [--audit-rows 120] [--out benchmarks/results/gate.md]
+    python benchmarks/gate.py [--replicates 10] [--shard-docs 20000] [--single-docs 5000]
+                              [--big-docs 1000000] [--audit-rows 120] [--out benchmarks/results/gate.md]
 
 1. Decisions. Shards of ``--shard-docs`` documents drawn from the *test* split of
    ../shared/datasets (never used to train or calibrate the fast model), with LLM-written
@@ -11,6 +11,9 @@
    (``auditor gate --max-synthetic 0.05 --benchmark-index ...``, a subprocess). Reported
    per share: rejection rate, documents scored per decision, share estimate error, and
    the leakage recall on planted items and false leakage hits.
+   Single-source shards (``--single-docs`` documents of one dataset, clean or 10% LLM-written)
+   show what happens when a corpus is one kind of text whose error rates differ from the
+   calibration's average.
 2. Scale. One shard of ``--big-docs`` documents sampled with replacement from all of the
    shared data, with 20 planted items: wall time and peak memory (max RSS of the gate
    process) for one decision.
@@ -58,11 +61,11 @@ def plant(docs: list[str], items: list[str], rng: np.random.Generator) -> list[i
     return [int(x) + 1 for x in lines]
 
 
-def run_gate(shards: list[Path], index: Path, manifest: Path) -> tuple[dict, float, int]:
+def run_gate(shards: list[Path], index: Path, manifest: Path, extra: list[str] = ()) -> tuple[dict, float, int]:
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     args = [AUDITOR, "gate", *map(str, shards), "--max-synthetic", str(MAX_SYNTHETIC), "--manifest", str(manifest)]
-    proc = subprocess.run([*args, "--benchmark-index", str(index)], capture_output=True, text=True)
+    proc = subprocess.run([*args, "--benchmark-index", str(index), *extra], capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"gate failed ({proc.returncode}): {proc.stderr[-2000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -106,6 +109,53 @@ def decisions(corpus: pd.DataFrame, items: pd.DataFrame, index: Path, work: Path
                 "false_hits": len(found - set(planted)),
             }
         )
+    return pd.DataFrame(rows)
+
+
+SINGLE_SOURCES = ("worker_vs_gpt", "l2r_rewrites", "hc3_partial", "hc3_plus_si", "ai_ai_bias_gpt4")
+
+
+def single_source(corpus: pd.DataFrame, index: Path, work: Path, args) -> pd.DataFrame:
+    """Shards of one dataset each (a corpus of one kind of text), clean or 10% LLM-written: the
+    scorer's error rates there differ from the pooled calibration the gate corrects with. Each
+    dataset's shards are judged twice: with the calibration's rates, and with rates re-measured
+    on 500 human and 500 LLM reference texts of that dataset (its calibration split)."""
+    rng = np.random.default_rng(args.seed + 2)
+    rows = []
+    for dataset in SINGLE_SOURCES:
+        pool = corpus[corpus.dataset == dataset]
+        test, calibration = pool[pool.split == "test"], pool[pool.split == "calibration"]
+        human, machine = test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
+        shards, truth = [], {}
+        for share in (0.0, 0.10):
+            for r in range(args.single_replicates):
+                k = int(round(share * args.single_docs))
+                docs = [human[i] for i in rng.choice(len(human), args.single_docs - k)]
+                docs += [machine[i] for i in rng.choice(len(machine), k)]
+                rng.shuffle(docs)
+                path = write_jsonl(work / f"single-{dataset}-{int(share * 100):02d}-{r}.jsonl", docs)
+                shards.append(path)
+                truth[str(path)] = share
+        references = []
+        for label, role in ((0, "human"), (1, "machine")):
+            texts = calibration[calibration.label == label].text
+            path = work / f"reference-{dataset}-{role}.jsonl"
+            write_jsonl(path, texts.sample(min(500, len(texts)), random_state=0).tolist())
+            references += [f"--{role}-reference", str(path)]
+        for rates, extra in (("calibration", []), ("references", references)):
+            manifest, seconds, _ = run_gate(shards, index, work / "single-manifest.json", extra)
+            print(f"single-source {dataset} ({rates}): {len(shards)} shards in {seconds:.0f}s", flush=True)
+            for entry in manifest["shards"]:
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "rates": rates,
+                        "share": truth[entry["shard"]],
+                        "rejected": "synthetic_share" in entry["rejected_for"],
+                        "estimate": entry["synthetic"]["estimate"],
+                        "scored": entry["documents_scored"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -157,12 +207,14 @@ def scale_out(corpus: pd.DataFrame, work: Path, args) -> list[dict]:
     return results
 
 
-def markdown(frame: pd.DataFrame, big: dict | None, scaling: list[dict], args, elapsed: float) -> str:
+def markdown(
+    frame: pd.DataFrame, single: pd.DataFrame | None, big: dict | None, scaling: list[dict], args, elapsed: float
+) -> str:
     lines = [
         "# Pre-training gate benchmark",
         "",
         f"`python benchmarks/gate.py --replicates {args.replicates} --shard-docs {args.shard_docs} "
-        f"--big-docs {args.big_docs} --audit-rows {args.audit_rows}`; {elapsed:.0f} s on this machine "
+        f"--single-docs {args.single_docs} --big-docs {args.big_docs} --audit-rows {args.audit_rows}`; {elapsed:.0f} s on this machine "
         "(2 vCPUs). Shards from the test split of ../shared/datasets; policy `--max-synthetic 0.05`, "
         "fast scorer, 95% anytime-valid intervals, sample of at most 5000 documents per shard.",
         "",
@@ -189,6 +241,21 @@ def markdown(frame: pd.DataFrame, big: dict | None, scaling: list[dict], args, e
         f"(recall {frame.recalled.sum() / max(frame.planted.sum(), 1):.1%}); {int(frame.false_hits.sum())} false hits "
         f"in {len(frame)} shards ({len(frame) * args.shard_docs:,} documents).",
     ]
+    if single is not None:
+        lines += [
+            "",
+            f"## Single-source shards ({args.single_docs} documents of one dataset, {args.single_replicates} per cell)",
+            "",
+            "| dataset | error rates | clean shards rejected | mean estimate at 0% | 10% shards rejected | "
+            "mean estimate at 10% | documents scored (median) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for (dataset, rates), part in single.groupby(["dataset", "rates"], sort=False):
+            clean, dirty = part[part.share == 0], part[part.share > 0]
+            lines.append(
+                f"| {dataset} | {rates} | {int(clean.rejected.sum())}/{len(clean)} | {clean.estimate.mean():.3f} | "
+                f"{int(dirty.rejected.sum())}/{len(dirty)} | {dirty.estimate.mean():.3f} | {int(part.scored.median())} |"
+            )
     if big:
         lines += [
             "",
@@ -220,6 +287,8 @@ def main() -> None:
     parser.add_argument("--shard-docs", type=int, default=20_000)
     parser.add_argument("--big-docs", type=int, default=1_000_000)
     parser.add_argument("--audit-rows", type=int, default=120)
+    parser.add_argument("--single-docs", type=int, default=5000, help="documents per single-source shard (0: skip)")
+    parser.add_argument("--single-replicates", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gate-benchmark"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gate.md")
@@ -236,10 +305,11 @@ def main() -> None:
             out.write(json.dumps({"id": item_id, "question_and_answer": text}) + "\n")
     frame = decisions(corpus, items, index, args.work, args)
     frame.to_csv(args.work / "decisions.csv", index=False)
+    single = single_source(corpus, index, args.work, args) if args.single_docs else None
     big = big_shard(corpus, items, index, args.work, args) if args.big_docs else None
     print(f"big shard: {big}", flush=True)
     scaling = scale_out(corpus, args.work, args) if args.audit_rows else []
-    args.out.write_text(markdown(frame, big, scaling, args, time.perf_counter() - started))
+    args.out.write_text(markdown(frame, single, big, scaling, args, time.perf_counter() - started))
     print(args.out.read_text())
 
 

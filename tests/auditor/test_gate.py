@@ -211,3 +211,30 @@ def test_usage_errors_exit_two(tmp_path, pools):
         runner.invoke(app, ["gate", str(shard), "--max-synthetic", "0.1", "--manifest", out, "--scorer", "x"]).exit_code
         == 2
     )
+
+
+def test_references_of_the_corpus_kind_correct_a_weakly_detected_source(tmp_path, corpus):
+    """HC3-Plus LLM text is caught far less often than the calibration's average, so a 12% shard
+    reads as ~3% with the pooled rates and passes; references of that kind of text re-measure
+    the rates and the same shard is rejected."""
+    source = corpus[corpus.dataset == "hc3_plus_si"]
+    test, calibration = source[source.split == "test"], source[source.split == "calibration"]
+    human, machine = test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
+    docs = mixed((human, machine), 3000, 0.12, 11)
+    shard = write_shard(tmp_path / "hc3plus.jsonl", docs)
+    refs = {}
+    for label, name in ((0, "human"), (1, "machine")):
+        texts = calibration[calibration.label == label].text.sample(500, random_state=0)
+        refs[name] = tmp_path / f"{name}.csv"
+        texts.to_frame("answer").to_csv(refs[name], index=False)
+    out = tmp_path / "m.json"
+    args = ["gate", str(shard), "--max-synthetic", "0.05", "--manifest", str(out), "--max-scored", "3000"]
+    pooled = runner.invoke(app, args)
+    assert pooled.exit_code == 0, pooled.output
+    assert manifest_of(out).shards[0].synthetic.estimate < 0.05
+    refs_args = ["--human-reference", str(refs["human"]), "--machine-reference", str(refs["machine"])]
+    measured = runner.invoke(app, [*args, *refs_args, "--reference-text-col", "answer"])
+    assert measured.exit_code == 1, measured.output
+    manifest = manifest_of(out)
+    assert 0.06 < manifest.shards[0].synthetic.estimate < 0.25
+    assert manifest.scorer["rates"]["tpr"]["n"] == 500 and "reference" in manifest.scorer["rates"]["source"]
