@@ -217,8 +217,7 @@ def score_inputs(
 
     def finish(job) -> None:
         items, file_index, chunk_index, texts, future, n_rows = job
-        detector = (lambda _: future.result()) if future is not None else None
-        detected = scorer.detect(texts, detector)
+        detected = scorer.detect(texts) if future is None else scorer.detect(texts, lambda _: future.result())
         chunk = pd.concat([items.reset_index(drop=True), detected.reset_index(drop=True)], axis=1)
         chunk["spans"] = chunk["spans"].map(json.dumps)
         work.save(chunk, file_index, chunk_index)
