@@ -145,10 +145,23 @@ def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[st
     detector = NgramClassifier().fit(train["text"].tolist(), train["label"].to_numpy())
     scored = corpus[corpus["split"] != "train"].copy()
     scored["llm_probability"] = detector.score(scored["text"].tolist())["score"].to_numpy()
+    calibration = calibrate_on_split(scored, target_fpr, FAST_MODEL)
+    detector.save(out, training={"data": "train split of ../shared/datasets", "rows": len(train)})
+    metrics = evaluate(scored, calibration.threshold)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "MODEL_CARD.md").write_text(_fast_model_card(corpus, detector, calibration, metrics))
+    save_calibration(calibration, out)  # last: its presence marks a complete model
+    return calibration
+
+
+def calibrate_on_split(scored: pd.DataFrame, target_fpr: float, model: str) -> Calibration:
+    """Threshold from half of the calibration split's human texts (``llm_probability``); error
+    rates, overall and per dataset, from the other half and the split's LLM texts. The test
+    split stays untouched."""
     rows = scored[scored["split"] == "calibration"]
     human, machine = rows[rows.label == 0], rows[rows.label == 1]
     heldout = heldout_mask(len(human), 0.5, seed=0)
-    calibration = calibrate(
+    return calibrate(
         human["llm_probability"].to_numpy()[~heldout],
         human["llm_probability"].to_numpy()[heldout],
         machine["llm_probability"].to_numpy(),
@@ -156,16 +169,10 @@ def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[st
         data="threshold: half of the human texts of the calibration split of ../shared/datasets; error rates "
         "(overall and per dataset): the other half and the split's LLM texts "
         f"(excluding {', '.join(sorted(EVALUATION_ONLY_DOMAINS))})",
-        model=FAST_MODEL,
+        model=model,
         human_sources=human["dataset"].to_numpy()[heldout],
         machine_sources=machine["dataset"].to_numpy(),
     )
-    detector.save(out, training={"data": "train split of ../shared/datasets", "rows": len(train)})
-    metrics = evaluate(scored, calibration.threshold)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "MODEL_CARD.md").write_text(_fast_model_card(corpus, detector, calibration, metrics))
-    save_calibration(calibration, out)  # last: its presence marks a complete model
-    return calibration
 
 
 def evaluate(sample: pd.DataFrame, threshold: float) -> dict:

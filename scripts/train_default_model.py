@@ -26,8 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from auditor.calibration import (  # noqa: E402
-    calibrate,
-    heldout_mask,
     load_calibration,
     rates_by_source,
     save_calibration,
@@ -36,6 +34,7 @@ from auditor.calibration import (  # noqa: E402
 from auditor.config import Settings  # noqa: E402
 from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, stratified_sample  # noqa: E402
 from auditor.features import FeatureStore  # noqa: E402
+from auditor.training import calibrate_on_split as calibrate_split  # noqa: E402
 from auditor.training import evaluate, feature_detector  # noqa: E402
 from auditor.training import format_metric as _fmt  # noqa: E402
 from detectors.bundle import load_bundle, save_bundle  # noqa: E402
@@ -111,23 +110,9 @@ def lm_features(settings: Settings, detector, sample: pd.DataFrame) -> pd.DataFr
 
 
 def calibrate_on_split(sample: pd.DataFrame, signals: pd.DataFrame, target_fpr: float):
-    """Threshold from half of the calibration split's human texts; error rates, overall and per
-    dataset, from the other half and the split's LLM texts. The test split stays untouched."""
-    rows = sample[sample["split"] == "calibration"]
-    human, machine = rows[rows.label == 0], rows[rows.label == 1]
-    heldout = heldout_mask(len(human), 0.5, seed=0)
-    calibration = calibrate(
-        human["llm_probability"].to_numpy()[~heldout],
-        human["llm_probability"].to_numpy()[heldout],
-        machine["llm_probability"].to_numpy(),
-        target_fpr,
-        data="threshold: half of the human texts of the calibration split of ../shared/datasets; error rates "
-        "(overall and per dataset): the other half and the split's LLM texts "
-        f"(excluding {', '.join(sorted(EVALUATION_ONLY_DOMAINS))})",
-        model="default",
-        human_sources=human["dataset"].to_numpy()[heldout],
-        machine_sources=machine["dataset"].to_numpy(),
-    )
+    """The shared calibration-split procedure, plus the human signal reference for evidence."""
+    calibration = calibrate_split(sample, target_fpr, "default")
+    human = sample[(sample["split"] == "calibration") & (sample.label == 0)]
     calibration.signal_reference = signal_reference(
         {k: signals.loc[human.index, k].to_numpy() for k in MACHINE_DIRECTION}
     )
