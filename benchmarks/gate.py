@@ -1,6 +1,6 @@
 """Does the pre-training gate decide right, at what cost, and how fast on a big shard?
 
-    python benchmarks/gate.py [--replicates 10] [--shard-docs 20000] [--single-docs 5000]
+    python benchmarks/gate.py [--replicates 10] [--shard-docs 20000] [--single-docs 5000] [--lm-max-scored 1000]
                               [--big-docs 1000000] [--audit-rows 120] [--out benchmarks/results/gate.md]
 
 1. Decisions. Shards of ``--shard-docs`` documents drawn from the *test* split of
@@ -14,6 +14,8 @@
    Single-source shards (``--single-docs`` documents of one dataset, clean or 10% LLM-written)
    show what happens when a corpus is one kind of text whose error rates differ from the
    calibration's average.
+   Two shards (0% and 25%) are also judged with ``--scorer lm``, to show what a decision
+   costs with the LM classifier.
 2. Scale. One shard of ``--big-docs`` documents sampled with replacement from all of the
    shared data, with 20 planted items: wall time and peak memory (max RSS of the gate
    process) for one decision.
@@ -159,6 +161,36 @@ def single_source(corpus: pd.DataFrame, index: Path, work: Path, args) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def lm_scorer(corpus: pd.DataFrame, index: Path, work: Path, args) -> pd.DataFrame:
+    """The same kind of mixed shards judged with ``--scorer lm`` (the LM classifier): what a
+    decision costs when every sampled document takes a forward pass of the LM."""
+    test = corpus[corpus.split == "test"]
+    human, machine = test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
+    rng = np.random.default_rng(args.seed + 3)
+    rows = []
+    for share in (0.0, 0.25):
+        k = int(round(share * 5000))
+        docs = [human[i] for i in rng.choice(len(human), 5000 - k)] + [machine[i] for i in rng.choice(len(machine), k)]
+        rng.shuffle(docs)
+        path = write_jsonl(work / f"lm-{int(share * 100):02d}.jsonl", docs)
+        extra = ["--scorer", "lm", "--max-scored", str(args.lm_max_scored)]
+        manifest, seconds, _ = run_gate([path], index, work / "lm-manifest.json", extra)
+        entry = manifest["shards"][0]
+        rows.append(
+            {
+                "share": share,
+                "decision": entry["decision"],
+                "conclusive": entry["conclusive"],
+                "scored": entry["documents_scored"],
+                "estimate": entry["synthetic"]["estimate"],
+                "interval": f"[{entry['synthetic']['ci_low']:.3f}, {entry['synthetic']['ci_high']:.3f}]",
+                "seconds": seconds,
+            }
+        )
+        print(f"lm scorer, share {share}: {rows[-1]}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def big_shard(corpus: pd.DataFrame, items: pd.DataFrame, index: Path, work: Path, args) -> dict:
     rng = np.random.default_rng(args.seed + 1)
     texts = corpus[~corpus.text.isin(items.text)].text.to_numpy(dtype=object)  # only planted copies count
@@ -208,13 +240,19 @@ def scale_out(corpus: pd.DataFrame, work: Path, args) -> list[dict]:
 
 
 def markdown(
-    frame: pd.DataFrame, single: pd.DataFrame | None, big: dict | None, scaling: list[dict], args, elapsed: float
+    frame: pd.DataFrame,
+    single: pd.DataFrame | None,
+    lm: pd.DataFrame | None,
+    big: dict | None,
+    scaling: list[dict],
+    args,
+    elapsed: float,
 ) -> str:
     lines = [
         "# Pre-training gate benchmark",
         "",
         f"`python benchmarks/gate.py --replicates {args.replicates} --shard-docs {args.shard_docs} "
-        f"--single-docs {args.single_docs} --big-docs {args.big_docs} --audit-rows {args.audit_rows}`; {elapsed:.0f} s on this machine "
+        f"--single-docs {args.single_docs} --lm-max-scored {args.lm_max_scored} --big-docs {args.big_docs} --audit-rows {args.audit_rows}`; {elapsed:.0f} s on this machine "
         "(2 vCPUs). Shards from the test split of ../shared/datasets; policy `--max-synthetic 0.05`, "
         "fast scorer, 95% anytime-valid intervals, sample of at most 5000 documents per shard.",
         "",
@@ -256,6 +294,18 @@ def markdown(
                 f"| {dataset} | {rates} | {int(clean.rejected.sum())}/{len(clean)} | {clean.estimate.mean():.3f} | "
                 f"{int(dirty.rejected.sum())}/{len(dirty)} | {dirty.estimate.mean():.3f} | {int(part.scored.median())} |"
             )
+    if lm is not None:
+        lines += [
+            "",
+            f"## LM scorer (`--scorer lm --max-scored {args.lm_max_scored}`, one 5,000-document mixed shard per share)",
+            "",
+            "| true share | decision | conclusive | documents scored | estimate | interval | wall time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in lm.itertuples():
+            lines.append(
+                f"| {r.share:.0%} | {r.decision} | {r.conclusive} | {r.scored} | {r.estimate:.3f} | {r.interval} | {r.seconds:.0f} s |"
+            )
     if big:
         lines += [
             "",
@@ -289,6 +339,7 @@ def main() -> None:
     parser.add_argument("--audit-rows", type=int, default=120)
     parser.add_argument("--single-docs", type=int, default=5000, help="documents per single-source shard (0: skip)")
     parser.add_argument("--single-replicates", type=int, default=3)
+    parser.add_argument("--lm-max-scored", type=int, default=1000, help="sample cap with --scorer lm (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gate-benchmark"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gate.md")
@@ -306,10 +357,11 @@ def main() -> None:
     frame = decisions(corpus, items, index, args.work, args)
     frame.to_csv(args.work / "decisions.csv", index=False)
     single = single_source(corpus, index, args.work, args) if args.single_docs else None
+    lm = lm_scorer(corpus, index, args.work, args) if args.lm_max_scored else None
     big = big_shard(corpus, items, index, args.work, args) if args.big_docs else None
     print(f"big shard: {big}", flush=True)
     scaling = scale_out(corpus, args.work, args) if args.audit_rows else []
-    args.out.write_text(markdown(frame, single, big, scaling, args, time.perf_counter() - started))
+    args.out.write_text(markdown(frame, single, lm, big, scaling, args, time.perf_counter() - started))
     print(args.out.read_text())
 
 
