@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -63,15 +62,24 @@ def plant(docs: list[str], items: list[str], rng: np.random.Generator) -> list[i
     return [int(x) + 1 for x in lines]
 
 
+# Runs a command and prints its peak RSS (KiB) last: this process's children are that command
+# alone, so the figure is not the maximum over every earlier gate run of the benchmark.
+_PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+
+
 def run_gate(shards: list[Path], index: Path, manifest: Path, extra: list[str] = ()) -> tuple[dict, float, int]:
+    """Manifest, wall seconds and peak RSS (KiB) of one `auditor gate` run."""
     started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     args = [AUDITOR, "gate", *map(str, shards), "--max-synthetic", str(MAX_SYNTHETIC), "--manifest", str(manifest)]
-    proc = subprocess.run([*args, "--benchmark-index", str(index), *extra], capture_output=True, text=True)
+    command = [sys.executable, "-c", _PEAK_RSS, *args, "--benchmark-index", str(index), *extra]
+    proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"gate failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return json.loads(manifest.read_text()), time.perf_counter() - started, max(peak, before)
+    peak_kib = int(proc.stderr.strip().splitlines()[-1])
+    return json.loads(manifest.read_text()), time.perf_counter() - started, peak_kib
 
 
 def decisions(corpus: pd.DataFrame, items: pd.DataFrame, index: Path, work: Path, args) -> pd.DataFrame:
