@@ -38,7 +38,7 @@ from auditor.corpus import load_corpus, normalise_generator, stratified_sample, 
 from auditor.features import FeatureStore, text_key  # noqa: E402
 from auditor.training import feature_detector  # noqa: E402
 from detectors.bundle import load_bundle  # noqa: E402
-from detectors.classifier import LMTextClassifier  # noqa: E402
+from detectors.classifier import EMBEDDING, LMTextClassifier  # noqa: E402
 
 ZERO_SHOT = [
     "ll_mean",
@@ -74,12 +74,51 @@ def baseline() -> object:
     )
 
 
+def _lm_classifier(drop: tuple[str, ...] = (), **params):
+    """A combined-classifier configuration: ``LMTextClassifier(**params)`` on the LM
+    features without the columns in ``drop``."""
+
+    def fit(bench: Bench, train: np.ndarray):
+        model = LMTextClassifier(lm=bench.detector, **params).fit_features(bench.features(train, drop), bench.y[train])
+        return lambda rows: model.predict_proba_features(bench.features(rows, drop))[:, 1]
+
+    return fit
+
+
+def _tfidf(bench: Bench, train: np.ndarray):
+    model = baseline().fit(bench.texts[train], bench.y[train])
+    return lambda rows: model.predict_proba(bench.texts[rows])[:, 1]
+
+
+def _mean_of(*fits):
+    """Average of several models' probabilities (a simple stacking-free ensemble)."""
+
+    def fit(bench: Bench, train: np.ndarray):
+        predictors = [f(bench, train) for f in fits]
+        return lambda rows: np.mean([p(rows) for p in predictors], axis=0)
+
+    return fit
+
+
+# The shipped configuration and the baseline the issue names; every run measures these.
+MODELS = {"combined": _lm_classifier(), "tfidf_lr": _tfidf}
+# Alternatives measured with --variants on the same folds (benchmarks/results/detection_variants.md).
+VARIANTS = {
+    "logistic (all features)": _lm_classifier(model="logistic"),
+    "mlp, strong L2 (alpha 1)": _lm_classifier(alpha=1.0),
+    "mlp, scalar signals only": _lm_classifier(drop=(EMBEDDING,)),
+    "logistic, scalar signals only": _lm_classifier(drop=(EMBEDDING,), model="logistic", C=1.0),
+    "combined + tfidf (mean)": _mean_of(_lm_classifier(), _tfidf),
+}
+
+
 class Bench:
-    def __init__(self, sample: pd.DataFrame, signals: pd.DataFrame, detector):
+    def __init__(self, sample: pd.DataFrame, signals: pd.DataFrame, detector, models: dict | None = None):
         scored = signals["skip_reason"].isna().to_numpy()
         print(f"{int((~scored).sum())} texts too short to score are left out", flush=True)
         self.sample, self.signals = sample[scored].reset_index(drop=True), signals[scored].reset_index(drop=True)
         self.detector = detector
+        self.models = models or MODELS
         self.y = self.sample["label"].to_numpy()
         self.texts = self.sample["text"].to_numpy(dtype=object)
         train = (self.sample["split"] == "train").to_numpy()
@@ -88,22 +127,17 @@ class Bench:
             s: (1.0 if auroc(self.y[train], self.signals.loc[train, s].to_numpy()) >= 0.5 else -1.0) for s in ZERO_SHOT
         }
 
+    def features(self, rows: np.ndarray, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+        return self.signals[rows].drop(columns=list(drop)).reset_index(drop=True)
+
     def fold(self, train: np.ndarray, test: np.ndarray, calibration: np.ndarray) -> dict[str, dict[str, float]]:
-        """Train combined + baseline on ``train``; threshold on ``calibration`` humans; score ``test``."""
+        """Train every model on ``train``; threshold on ``calibration`` humans; score ``test``."""
         y_test = self.y[test]
         results = {}
-        combined = LMTextClassifier(lm=self.detector).fit_features(
-            self.signals[train].reset_index(drop=True), self.y[train]
-        )
-        tfidf = baseline().fit(self.texts[train], self.y[train])
-        for name, predict in (
-            ("combined", lambda rows: combined.predict_proba_features(self.signals[rows].reset_index(drop=True))[:, 1]),
-            ("tfidf_lr", lambda rows: tfidf.predict_proba(self.texts[rows])[:, 1]),
-        ):
-            scores = predict(test)
-            human_cal = predict(calibration & (self.y == 0))
-            threshold = conformal_threshold(human_cal, TARGET_FPR)
-            results[name] = self._metrics(y_test, scores, threshold)
+        for name, fit in self.models.items():
+            predict = fit(self, train)
+            threshold = conformal_threshold(predict(calibration & (self.y == 0)), TARGET_FPR)
+            results[name] = self._metrics(y_test, predict(test), threshold)
         for signal in ZERO_SHOT:
             scores = self.orientation[signal] * self.signals.loc[test, signal].to_numpy()
             results[signal] = {"auroc": auroc(y_test, scores), "tpr1": tpr_at_fpr(y_test, scores)}
@@ -121,7 +155,7 @@ class Bench:
         }
 
 
-def holdout_runs(bench: Bench) -> pd.DataFrame:
+def generator_runs(bench: Bench) -> pd.DataFrame:
     s = bench.sample
     in_pool = ~s["split"].eq("eval").to_numpy()
     train_split, cal_split, test_split = (s["split"].eq(x).to_numpy() for x in ("train", "calibration", "test"))
@@ -134,6 +168,14 @@ def holdout_runs(bench: Bench) -> pd.DataFrame:
         train = train_split & ~is_gen
         rows += _rows("generator", generator, bench.fold(train, test, cal_split & ~is_gen))
         print(f"  held out generator {generator}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def domain_runs(bench: Bench) -> pd.DataFrame:
+    s = bench.sample
+    in_pool = ~s["split"].eq("eval").to_numpy()
+    train_split, cal_split = (s["split"].eq(x).to_numpy() for x in ("train", "calibration"))
+    rows = []
     for domain in sorted(s.loc[in_pool, "domain"].unique()):
         is_domain = s["domain"].eq(domain).to_numpy()
         if len(np.unique(bench.y[is_domain])) < 2:
@@ -191,7 +233,14 @@ def markdown(results: pd.DataFrame) -> str:
                 f"{mean.loc['combined', 'tpr_op']:.3f} | {mean.loc['tfidf_lr', 'fpr_op']:.3f} |"
             )
     signals = results[results["kind"].isin(["generator", "domain"])]
-    table = signals.groupby(["model", "kind"])[["auroc", "tpr1"]].mean().unstack("kind")
+    if signals.empty:
+        return "\n".join(out) + "\n"
+    table = (
+        signals.groupby(["model", "kind"])[["auroc", "tpr1"]]
+        .mean()
+        .unstack("kind")
+        .reindex(columns=pd.MultiIndex.from_product([["auroc", "tpr1"], ["generator", "domain"]]))
+    )
     out.append("\n#### each signal alone (mean AUROC / TPR@1% over held-out folds)\n")
     out.append(
         "| signal | AUROC, held-out generators | AUROC, held-out domains | TPR@1%, generators | TPR@1%, domains |"
@@ -201,6 +250,38 @@ def markdown(results: pd.DataFrame) -> str:
         r = table.loc[model]
         out.append(
             f"| {model} | {r[('auroc', 'generator')]:.3f} | {r[('auroc', 'domain')]:.3f} | {r[('tpr1', 'generator')]:.3f} | {r[('tpr1', 'domain')]:.3f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def variants_markdown(results: pd.DataFrame) -> str:
+    """One row per model: mean over held-out generator and domain folds, TOEFL and GPTurk."""
+    models = [m for m in results["model"].unique() if m not in ZERO_SHOT]
+    folds = results[results["kind"].isin(["generator", "domain"]) & results["model"].isin(models)]
+    metrics = ["auroc", "tpr1", "fpr_op", "tpr_op"]
+    means = (
+        folds.groupby(["model", "kind"])[metrics]
+        .mean()
+        .unstack("kind")
+        .reindex(columns=pd.MultiIndex.from_product([metrics, ["generator", "domain"]]))
+    )
+    held = results[results["kind"].eq("evaluation-only")]
+
+    def evaluation(model: str, prefix: str, metric: str) -> float:
+        row = held[held["model"].eq(model) & held["held_out"].str.startswith(prefix)]
+        return float(row[metric].iloc[0]) if len(row) else float("nan")
+
+    out = [
+        "| model | AUROC gen. | TPR@1% gen. | AUROC dom. | TPR@1% dom. | FPR op. gen./dom. | TPR op. gen./dom. | TOEFL FPR op. | GPTurk AUROC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model in models:
+        m = means.loc[model]
+        out.append(
+            f"| {model} | {m[('auroc', 'generator')]:.3f} | {m[('tpr1', 'generator')]:.3f} | {m[('auroc', 'domain')]:.3f} | "
+            f"{m[('tpr1', 'domain')]:.3f} | {m[('fpr_op', 'generator')]:.3f} / {m[('fpr_op', 'domain')]:.3f} | "
+            f"{m[('tpr_op', 'generator')]:.3f} / {m[('tpr_op', 'domain')]:.3f} | {evaluation(model, 'TOEFL', 'fpr_op'):.3f} | "
+            f"{evaluation(model, 'GPTurk', 'auroc'):.3f} |"
         )
     return "\n".join(out) + "\n"
 
@@ -246,10 +327,23 @@ def main() -> None:
     parser.add_argument(
         "--cap", type=int, default=500, help="rows per (dataset, domain, generator) cell; 500 is the training sample"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detection.md")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also measure the alternative classifier configurations (VARIANTS) on the same folds",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=["generator", "domain", "evaluation"],
+        default=["generator", "domain", "evaluation"],
+        help="which held-out runs to make (the tables of the missing kinds are left out)",
+    )
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/detection[_variants].md")
     args = parser.parse_args()
     settings = Settings()
     started = time.time()
+    out = args.out or ROOT / "benchmarks" / "results" / ("detection_variants.md" if args.variants else "detection.md")
     if args.data:
         text = data_file_report(args.data, settings)
     else:
@@ -257,13 +351,14 @@ def main() -> None:
         print(f"{len(sample)} texts, at most {args.cap} per cell", flush=True)
         detector = feature_detector(settings)
         signals = FeatureStore(settings.cache_dir, detector).signals(sample["text"].tolist())
-        bench = Bench(sample, signals, detector)
-        results = pd.concat([holdout_runs(bench), evaluation_only(bench)], ignore_index=True)
-        results.to_json(args.out.with_suffix(".json"), orient="records", indent=1)
-        text = markdown(results)
+        bench = Bench(sample, signals, detector, {**MODELS, **VARIANTS} if args.variants else MODELS)
+        runs = {"generator": generator_runs, "domain": domain_runs, "evaluation": evaluation_only}
+        results = pd.concat([runs[kind](bench) for kind in args.kinds], ignore_index=True)
+        results.to_json(out.with_suffix(".json"), orient="records", indent=1)
+        text = variants_markdown(results) if args.variants else markdown(results)
     text += f"\n_{time.time() - started:.0f} s on this machine (cap {args.cap} per cell)._\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     print(text)
 
 
