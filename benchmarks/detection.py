@@ -2,7 +2,10 @@
 
     # generalisation over ../shared/datasets: leave-one-generator-out, leave-one-domain-out
     # (the combined model and the baseline are retrained per fold), TOEFL false positives, GPTurk
-    python benchmarks/detection.py [--cap 500] [--out benchmarks/results/detection.md]
+    python benchmarks/detection.py [--cap 50] [--kinds generator domain evaluation] [--out FILE.md]
+
+    # the same folds for the alternative classifier configurations in VARIANTS
+    python benchmarks/detection.py --cap 25 --variants   # -> benchmarks/results/detection_variants.md
 
     # the shipped model on any JSONL file with the shared schema (text, label, generator, domain)
     python benchmarks/detection.py --data FILE.jsonl
