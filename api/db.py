@@ -1,4 +1,4 @@
-"""Persistence for the REST service: tenants, API keys, audit jobs and vendor estimates.
+"""Persistence for the REST service: tenants, API keys, audit jobs (with their files) and vendor estimates.
 
 SQLAlchemy models; the schema is created and upgraded by Alembic migrations
 (``api/migrations``), never by ``create_all``. SQLite in the cache directory by default,
@@ -53,7 +53,7 @@ class AuditJob(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
     params: Mapped[dict] = mapped_column(default=dict)
-    input_name: Mapped[str] = mapped_column(String(32))
+    input_name: Mapped[str] = mapped_column(String(255))
     input_data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -67,6 +67,17 @@ class AuditJob(Base):
     report_json: Mapped[str | None] = mapped_column(Text, default=None)
     report_html: Mapped[str | None] = mapped_column(Text, default=None)
     report_md: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditFile(Base):
+    """A file an audit needs besides its delivery: a human or machine reference (role)."""
+
+    __tablename__ = "audit_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("audit_jobs.id"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class VendorEstimate(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from api.db import Tenant
 from api.keys import tenant_for_key
 from api.problems import Problem
-from auditor.config import Settings
+from api.settings import ServiceSettings
 from auditor.scoring import Scorer
 
 
@@ -20,7 +20,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
@@ -32,7 +32,7 @@ def get_scorer(request: Request) -> Scorer:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 
 

@@ -1,8 +1,10 @@
 """Audit jobs: a queue in the database, claimed by worker processes with row locking.
 
 A worker loads the models once, then loops: claim the oldest queued job (or a running one
-whose worker stopped sending heartbeats), run the same audit the CLI runs, store the
-report in the database, and record each vendor's estimate for the vendor history.
+whose worker stopped sending heartbeats), run the same audit the CLI runs (the same
+``run_audit`` with the same :class:`~auditor.audit.AuditOptions`, in the worker process or
+on the Dask scheduler of ``AUDITOR_DASK_SCHEDULER``), store the report in the database, and
+record each vendor's estimate for the vendor history.
 Scored chunks are kept in the job's work directory, so a job taken over after its worker
 died resumes instead of starting again (when the new worker shares the directory).
 """
@@ -20,18 +22,26 @@ from pathlib import Path
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import AuditJob, VendorEstimate, session_factory, utcnow
-from auditor.audit import AuditColumns, AuditOptions
-from auditor.config import Settings
-from auditor.io import InputError
-from auditor.pipeline import plan, run_audit
-from auditor.render import render_html, render_markdown
+from api.db import AuditFile, AuditJob, VendorEstimate, session_factory, utcnow
+from api.settings import ServiceSettings as Settings
+from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+from auditor.execution import executor
+from auditor.reader import ReadError
+from auditor.report.render import render_html, render_markdown
 from auditor.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-COLUMN_ROLES = ("text", "vendor", "worker", "id", "batch", "time", "paste", "keystrokes")
+REFERENCE_ROLES = ("human_reference", "machine_reference")
+
+
+def job_options(params: dict) -> AuditOptions:
+    """The audit options stored with a job (jobs queued before options were stored whole held
+    only their columns and interval level)."""
+    if "options" in params:
+        return AuditOptions.model_validate(params["options"])
+    return AuditOptions(columns=AuditColumns(**params["columns"]), level=params.get("level", 0.9))
 
 
 def jobs_dir(settings: Settings) -> Path:
@@ -108,29 +118,48 @@ class Heartbeat(threading.Thread):
         self._stop.set()
 
 
-def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionmaker) -> None:
-    """Run one claimed job to success or failure."""
-    work = jobs_dir(settings) / job.id
-    work.mkdir(parents=True, exist_ok=True)
-    source = work / job.input_name
+def _write_inputs(job: AuditJob, work: Path, factory: sessionmaker) -> tuple[Path, dict[str, str]]:
+    """The delivery and the reference files of a job, as files in its work directory."""
+    (work / "inputs").mkdir(parents=True, exist_ok=True)
+    source = work / "inputs" / job.input_name
     source.write_bytes(job.input_data)
-    params = job.params
+    references = {}
+    with factory() as session:
+        for stored in session.scalars(select(AuditFile).where(AuditFile.job_id == job.id)):
+            (work / stored.role).mkdir(exist_ok=True)
+            path = work / stored.role / stored.name
+            path.write_bytes(stored.data)
+            references[stored.role] = str(path)
+    return source, references
+
+
+def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionmaker) -> None:
+    """Run one claimed job to success or failure: the same audit as ``auditor audit``."""
+    work = jobs_dir(settings) / job.id
     heartbeat = Heartbeat(factory, job.id, settings.job_heartbeat_seconds)
     heartbeat.start()
     try:
-        columns = AuditColumns(**{role: params["columns"].get(role) for role in COLUMN_ROLES})
-        columns, unreadable, expected = plan([source], columns)
+        source, references = _write_inputs(job, work, factory)
+        options = job_options(job.params).model_copy(update=references)
+        options.columns, unreadable, expected = plan([source], options.columns)
         with factory() as session:
             session.execute(update(AuditJob).where(AuditJob.id == job.id).values(rows_expected=expected))
             session.commit()
         tenant_scorer = scorer.with_reference(settings.tenant_reference_location(job.tenant_id))
-        options = AuditOptions(level=params.get("level", 0.9), resume=True)
-        report = run_audit(
-            [source], columns, work / "out", tenant_scorer, settings, options, unreadable, heartbeat.advance
-        )
+        with executor(settings.dask_scheduler) as runner:
+            report = run_audit(
+                [source],
+                options,
+                work / "out",
+                tenant_scorer,
+                settings,
+                unreadable,
+                heartbeat.advance,
+                executor=runner,
+            )
         _finish(factory, job, report, heartbeat.rows_done)
         shutil.rmtree(work, ignore_errors=True)
-    except (InputError, ValueError) as exc:
+    except (ReadError, ValueError) as exc:
         _fail(factory, job.id, str(exc))
     except Exception as exc:  # noqa: BLE001 - a job's failure must not take the worker down
         log.exception("job %s failed", job.id)

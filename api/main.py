@@ -13,19 +13,19 @@ from api.batcher import ScoreBatcher
 from api.db import migrate, session_factory
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import audits, health, reference, score, vendors
-from auditor.config import Settings, get_settings
+from api.settings import ServiceSettings, get_service_settings
 
 log = logging.getLogger(__name__)
 
 
-def _load_scorer(settings: Settings):
+def _load_scorer(settings: ServiceSettings):
     from auditor.scoring import Scorer
 
     return Scorer(settings, reference=False).setup()
 
 
-def create_app(settings: Settings | None = None, load_models: bool = True) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ServiceSettings | None = None, load_models: bool = True) -> FastAPI:
+    settings = settings or get_service_settings()
     migrate(settings.database)
 
     @asynccontextmanager

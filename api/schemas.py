@@ -39,6 +39,12 @@ class AuditRowsRequest(BaseModel):
     time_col: str | None = None
     paste_col: str | None = None
     keystrokes_col: str | None = None
+    human_reference: list[str] | None = Field(
+        None, description="human-written texts of the same task: false positives re-measured on them"
+    )
+    machine_reference: list[str] | None = Field(
+        None, description="LLM-written texts of the same task: true positives re-measured on them"
+    )
     level: float = Field(0.9, gt=0.5, lt=1.0, description="interval coverage")
 
 

@@ -1,14 +1,19 @@
-"""The ``auditor`` command."""
+"""The ``auditor`` command.
+
+Every command reads through :mod:`auditor.reader` and scores through the one
+:class:`~auditor.scoring.Scorer`; ``audit`` and ``gate`` run here or on Dask through
+:mod:`auditor.execution`. The REST service (``serve``, ``worker``, ``keys``) is imported only
+when one of those commands runs: the auditor does not depend on it."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -24,7 +29,11 @@ from rich.progress import (
 )
 
 from auditor.config import get_settings
-from auditor.io import InputError, RowProblem, read_table, require_columns, write_table
+from auditor.reader import Problem, ReadError, read_table, require_columns, write_table
+
+if TYPE_CHECKING:
+    from auditor.scoring import Scorer
+    from detectors.reference import ReferenceIndex
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
 reference_app = typer.Typer(no_args_is_help=True, help="The near-duplicate reference index.")
@@ -47,7 +56,7 @@ WorkersOpt = Annotated[
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[callable]:
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -60,12 +69,12 @@ def progress_bar(description: str, total: int) -> Iterator[callable]:
         yield lambda n: bar.advance(task, n)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
-def report_problems(problems: list[RowProblem], limit: int = 10) -> None:
+def report_problems(problems: list[Problem], limit: int = 10) -> None:
     if not problems:
         return
     console.print(f"[yellow]{len(problems)} row(s) could not be read as given and were skipped or repaired:[/]")
@@ -84,7 +93,7 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _scorer(model: Path | None, trust_model: bool, reference: bool = True):
+def _scorer(model: Path | None, trust_model: bool, reference: bool = True) -> Scorer:
     from auditor.scoring import cached_scorer
     from detectors.bundle import UntrustedModelFile
 
@@ -99,7 +108,7 @@ def _read_texts(path: Path, text_col: str, extra: dict[str, str | None] | None =
     try:
         require_columns(path, {"--text-col": text_col, **(extra or {})})
         frame, problems = read_table(path)
-    except InputError as exc:
+    except ReadError as exc:
         fail(str(exc))
     report_problems(problems)
     return frame.drop(columns=["_row"])
@@ -139,12 +148,12 @@ def score(
 ) -> None:
     """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal."""
     _quiet_libraries()
-    from auditor.io import describe_format
+    from auditor.reader import describe_format
     from auditor.scoring import FLAGGED, NotCalibrated, score_table
 
     try:
         describe_format(out)
-    except InputError as exc:
+    except ReadError as exc:
         fail(f"--out {exc}")
     frame = _read_texts(input, text_col)
     scorer = _scorer(model, trust_model)
@@ -153,7 +162,7 @@ def score(
     except NotCalibrated as exc:
         fail(str(exc))
     with progress_bar(f"scoring {input.name}", len(frame)) as advance:
-        scored = score_table(scorer, frame, text_col, get_settings().chunk_rows, advance)
+        scored = score_table(scorer, frame, text_col, advance)
     write_table(scored, out)
     skipped = scored["skip_reason"].notna().sum()
     console.print(
@@ -204,8 +213,10 @@ def calibrate(
     scorer = _scorer(model, trust_model, reference=False)
     total = len(humans) + (len(machines) if machines is not None else 0)
     with progress_bar("scoring calibration texts", total) as advance:
-        human_frame = _detect_all(scorer, humans[text_col].tolist(), advance)
-        machine_frame = _detect_all(scorer, machines[text_col].tolist(), advance) if machines is not None else None
+        human_frame = scorer.detect_all(humans[text_col].tolist(), on_progress=advance)
+        machine_frame = (
+            scorer.detect_all(machines[text_col].tolist(), on_progress=advance) if machines is not None else None
+        )
     human_scores = human_frame["llm_probability"].to_numpy()
     machine_scores = machine_frame["llm_probability"].to_numpy() if machine_frame is not None else None
     human_sources = humans[source_col].astype(str).to_numpy() if source_col else None
@@ -239,15 +250,6 @@ def calibrate(
         f"threshold {result.threshold:.4f} for FPR {target_fpr:g}: held-out FPR {result.heldout_fpr.estimate:.4f} "
         f"({result.heldout_fpr.k}/{result.heldout_fpr.n}){tpr} -> {path}"
     )
-
-
-def _detect_all(scorer, texts: list, advance) -> pd.DataFrame:
-    chunk = get_settings().chunk_rows
-    parts = []
-    for start in range(0, len(texts), chunk):
-        parts.append(scorer.detect(texts[start : start + chunk]))
-        advance(min(chunk, len(texts) - start))
-    return pd.concat(parts, ignore_index=True) if parts else scorer.detect([])
 
 
 @app.command()
@@ -326,37 +328,45 @@ def audit(
 ) -> None:
     """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
     _quiet_libraries()
-    from auditor.audit import AuditColumns, AuditOptions
-    from auditor.pipeline import plan, run_audit
-    from auditor.render import write_report
+    from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+    from auditor.execution import executor
+    from auditor.report.render import write_report
     from auditor.scoring import NotCalibrated
-
-    columns = AuditColumns(text_col, vendor_col, worker_col, id_col, batch_col, time_col, paste_col, keystrokes_col)
-    try:
-        columns, unreadable, expected = plan(inputs, columns)
-    except InputError as exc:
-        fail(str(exc))
-    for reason in unreadable.values():
-        console.print(f"[yellow]warning:[/] {reason}; auditing the other files", highlight=False)
-    if columns.autodetected:
-        console.print(f"behavioural columns found by name: {', '.join(columns.autodetected)}")
-    options = AuditOptions(
-        level=level,
-        resume=resume,
-        human_reference=human_reference,
-        machine_reference=machine_reference,
-        reference_text_col=reference_text_col,
-    )
-    scorer = _scorer(model, trust_model)
-    settings = get_settings()
-    from auditor.cluster import dask_client
 
     if scheduler and workers:
         fail("give --scheduler or --workers, not both")
+    options = AuditOptions(
+        columns=AuditColumns(
+            text=text_col,
+            vendor=vendor_col,
+            worker=worker_col,
+            id=id_col,
+            batch=batch_col,
+            time=time_col,
+            paste=paste_col,
+            keystrokes=keystrokes_col,
+        ),
+        level=level,
+        resume=resume,
+        human_reference=str(human_reference) if human_reference else None,
+        machine_reference=str(machine_reference) if machine_reference else None,
+        reference_text_col=reference_text_col,
+    )
     try:
-        with dask_client(scheduler, workers) as client, progress_bar("scoring", expected) as advance:
-            report = run_audit(inputs, columns, out, scorer, settings, options, unreadable, advance, client=client)
-    except (NotCalibrated, InputError, ValueError) as exc:
+        options.columns, unreadable, expected = plan(inputs, options.columns)
+    except ReadError as exc:
+        fail(str(exc))
+    for reason in unreadable.values():
+        console.print(f"[yellow]warning:[/] {reason}; auditing the other files", highlight=False)
+    if options.columns.autodetected:
+        console.print(f"behavioural columns found by name: {', '.join(options.columns.autodetected)}")
+    scorer = _scorer(model, trust_model)
+    try:
+        with executor(scheduler, workers) as runner, progress_bar("scoring", expected) as advance:
+            report = run_audit(
+                inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner
+            )
+    except (NotCalibrated, ReadError, ValueError) as exc:
         fail(str(exc))
     with console.status("writing the report"):
         paths = write_report(report, out)
@@ -415,9 +425,9 @@ def gate(
     """Judge pre-training shards: reject those whose LLM-written share is above --max-synthetic or
     that contain evaluation items. Exit 0: all pass; 1: some rejected; 2: usage error; 3: a shard
     could not be read (reported as "error"; the others are still judged)."""
-    from auditor.cluster import dask_client
-    from auditor.gate import SCORERS, GatePolicy, load_index, load_scorer, run_gate
-    from auditor.leakage import LeakageIndexError
+    from auditor.execution import executor
+    from auditor.gate import SCORERS, GatePolicy, LeakageIndexError, load_index, load_scorer, run_gate
+    from auditor.reader import read_texts
     from detectors.bundle import UntrustedModelFile
 
     if scorer not in SCORERS:
@@ -433,18 +443,16 @@ def gate(
         max_scored=max_scored,
         seed=seed,
     )
-    from auditor.audit import read_reference_texts
-
     try:
         with console.status("loading the scorer, the evaluation-set index and any references"):
             load_scorer(scorer, str(model) if model else None)
             if benchmark_index:
                 load_index(benchmark_index)
             references = {
-                role: read_reference_texts(path, reference_text_col) if path else None
+                role: read_texts(path, reference_text_col) if path else None
                 for role, path in (("human", human_reference), ("machine", machine_reference))
             }
-    except (InputError, LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
+    except (ReadError, LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
     def said(result) -> None:
@@ -461,7 +469,7 @@ def gate(
             highlight=False,
         )
 
-    with dask_client(scheduler, workers) as client:
+    with executor(scheduler, workers) as runner:
         result = run_gate(
             shards,
             policy,
@@ -470,7 +478,7 @@ def gate(
             benchmark_index,
             text_field,
             quarantine,
-            client=client,
+            executor=runner,
             on_shard=said,
             human_reference=references["human"],
             machine_reference=references["machine"],
@@ -494,7 +502,7 @@ def index_benchmarks(
     ngram: Annotated[int, typer.Option(min=5, max=50, help="words per n-gram")] = 13,
 ) -> None:
     """Index evaluation sets once, for `auditor gate --benchmark-index`."""
-    from auditor.leakage import LeakageIndex, LeakageIndexError
+    from auditor.gate.leakage import LeakageIndex, LeakageIndexError
 
     if out.suffix != ".npz":
         fail(f"--out {out}: the index is written as .npz")
@@ -521,7 +529,7 @@ def compare(
     """The same vendors across successive audits, oldest first, so a trend is visible."""
     from rich.table import Table
 
-    from auditor.trend import load_reports, trend_table, write_trend
+    from auditor.report.trend import load_reports, trend_table, write_trend
 
     try:
         loaded = load_reports(reports)
@@ -547,6 +555,20 @@ def compare(
         console.print(f"trend -> {out}")
 
 
+def _reference_index() -> ReferenceIndex:
+    """The shared reference index, opened the way the scorer opens it."""
+    from detectors import create
+    from detectors.duplicates import NearDuplicateDetector
+
+    settings = get_settings()
+    detector = create("minhash", threshold=settings.dedup_threshold, reference=settings.reference_location)
+    assert isinstance(detector, NearDuplicateDetector)
+    index = detector.index
+    if index is None:
+        fail("no reference index is configured")
+    return index
+
+
 @reference_app.command("add")
 def reference_add(
     input: Annotated[Path, typer.Argument(help="texts to index: CSV, JSONL or Parquet")],
@@ -560,17 +582,16 @@ def reference_add(
     source: Annotated[str | None, typer.Option(help="where they come from (default: the file name)")] = None,
 ) -> None:
     """Add texts to the near-duplicate reference index (skipping ids already there)."""
-    from detectors.minhash import NearDuplicateDetector
     from detectors.reference import ReferenceEntry
 
     settings = get_settings()
     try:
         require_columns(input, {"--text-col": text_col, "--id-col": id_col})
         frame, problems = read_table(input)
-    except InputError as exc:
+    except ReadError as exc:
         fail(str(exc))
     report_problems(problems)
-    index = NearDuplicateDetector(threshold=settings.dedup_threshold, reference=settings.reference_location).index
+    index = _reference_index()
     entries = [
         ReferenceEntry(
             key=str(row[id_col]) if id_col else f"{input.name}:{row['_row']}",
@@ -590,11 +611,7 @@ def reference_info() -> None:
     """Show where the reference index is and what it holds."""
     import json
 
-    from detectors.minhash import NearDuplicateDetector
-
-    settings = get_settings()
-    index = NearDuplicateDetector(threshold=settings.dedup_threshold, reference=settings.reference_location).index
-    typer.echo(json.dumps(index.describe(), indent=2))
+    typer.echo(json.dumps(_reference_index().describe(), indent=2))
 
 
 @app.command()
@@ -615,10 +632,11 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from api.settings import get_service_settings
 
     _quiet_libraries()
     logging.getLogger("api").setLevel(logging.INFO)
-    app_ = create_app(get_settings())
+    app_ = create_app(get_service_settings())
     children = [subprocess.Popen([sys.executable, "-m", "auditor.cli", "worker"]) for _ in range(workers)]
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into an exit so that the
     # `finally` below still stops the workers instead of leaving them orphaned.
@@ -643,11 +661,12 @@ def worker(
 
     from api.db import migrate
     from api.jobs import worker_loop
+    from api.settings import get_service_settings
     from auditor.scoring import Scorer
 
     _quiet_libraries()
     logging.getLogger("api").setLevel(logging.INFO)
-    settings = get_settings()
+    settings = get_service_settings()
     migrate(settings.database)
     scorer = Scorer(settings, reference=False).setup()
     stop = threading.Event()
@@ -663,8 +682,9 @@ def keys_create(
     """Create an API key; it is printed once, alone on the last line."""
     from api.db import migrate, session_factory
     from api.keys import create_key
+    from api.settings import get_service_settings
 
-    settings = get_settings()
+    settings = get_service_settings()
     migrate(settings.database)
     with session_factory(settings.database)() as session:
         key, record = create_key(session, tenant)
@@ -677,8 +697,9 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its first 1
     """Revoke an API key."""
     from api.db import migrate, session_factory
     from api.keys import revoke_key
+    from api.settings import get_service_settings
 
-    settings = get_settings()
+    settings = get_service_settings()
     migrate(settings.database)
     with session_factory(settings.database)() as session:
         revoked = revoke_key(session, key)
@@ -692,8 +713,9 @@ def keys_list() -> None:
     """Tenants and key prefixes (never the keys)."""
     from api.db import migrate, session_factory
     from api.keys import list_keys
+    from api.settings import get_service_settings
 
-    settings = get_settings()
+    settings = get_service_settings()
     migrate(settings.database)
     with session_factory(settings.database)() as session:
         for tenant, prefix, created, revoked in list_keys(session):

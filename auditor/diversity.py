@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from auditor.report import Diversity
+from auditor.report.models import Diversity
 from detectors.store import EMBEDDED_EMBEDDER, resolve_embedder
 
 SAMPLE_SIZE = 200

@@ -54,7 +54,7 @@ class FeatureStore:
         fresh = []
         for start in range(0, len(missing), chunk):
             batch = missing[start : start + chunk]
-            frame = self.detector.score([todo_texts[k] for k in batch]).drop(columns=["spans"], errors="ignore")
+            frame = self.detector.detect([todo_texts[k] for k in batch]).drop(columns=["spans"], errors="ignore")
             frame.insert(0, _KEY, batch)
             if EMBEDDING in frame:
                 frame[EMBEDDING] = [

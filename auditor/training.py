@@ -144,7 +144,7 @@ def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[st
     say(f"training the fast n-gram classifier on {len(train)} texts")
     detector = NgramClassifier().fit(train["text"].tolist(), train["label"].to_numpy())
     scored = corpus[corpus["split"] != "train"].copy()
-    scored["llm_probability"] = detector.score(scored["text"].tolist())["score"].to_numpy()
+    scored["llm_probability"] = detector.detect(scored["text"].tolist())["score"].to_numpy()
     calibration = calibrate_on_split(scored, target_fpr, FAST_MODEL)
     detector.save(out, training={"data": "train split of ../shared/datasets", "rows": len(train)})
     metrics = evaluate(scored, calibration.threshold)

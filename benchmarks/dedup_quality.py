@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 from auditor.corpus import datasets_dir
 from detectors.minhash import MinHasher, candidate_pairs, cluster_near_duplicates, jaccard, normalise
-from detectors.reference import _lsh_params as datasketch_lsh_params
+from detectors.minhash import lsh_params as datasketch_lsh_params
 from detectors.text import clean_text
 
 SEED = 20240601
@@ -429,7 +429,7 @@ def describe_data(pairs: PairSet, n_texts: int, lsh_pairs: int) -> list[str]:
         "- AUROC: exact Jaccard, all positives vs hard negatives. Recall and FPR (in %): exact Jaccard ≥ threshold.",
         f"- LSH recall (%): of the first {min(lsh_pairs, len(bases))} pairs of each edit type, those "
         f"`cluster_near_duplicates` puts in one cluster (batches of {LSH_BATCH_PAIRS} bases + copies; "
-        "bands×rows as datasketch picks them in `detectors.reference._lsh_params`); "
+        "bands×rows as datasketch picks them in `detectors.minhash.lsh_params`); "
         '"exact, same pairs" is the exact-Jaccard recall on those pairs.',
         f"- cand./text: LSH candidate pairs (each verified with exact Jaccard) per text in a batch of "
         f"{len(pairs.background)} random pool texts: the verification cost.",

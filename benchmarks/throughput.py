@@ -69,9 +69,9 @@ def bench_lm(texts: list[str], settings: Settings) -> list[tuple[str, float, flo
     ours = PerplexityDetector(
         model=settings.lm, max_tokens=settings.max_tokens, cache_dir=str(settings.cache_dir)
     ).setup()
-    ours.score(texts[:32])  # warm-up (compiles the statistics kernel)
+    ours.detect(texts[:32])  # warm-up (compiles the statistics kernel)
     started = time.perf_counter()
-    frame = ours.score(texts)
+    frame = ours.detect(texts)
     ours_seconds = time.perf_counter() - started
     ours_tokens = int(frame["n_tokens"].sum())
 

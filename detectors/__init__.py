@@ -1,6 +1,13 @@
-"""Detectors: each scores texts with per-text signals and a score in [0, 1]."""
+"""Detectors: each turns texts into per-text signals and a score in [0, 1].
 
-from detectors.base import SCORE, SKIP_REASON, Detector, create, register, registered
-from detectors.perplexity import PerplexityDetector
+``detectors`` imports nothing from ``auditor`` or ``api``: thresholds, decisions and reports
+live above it. Get detectors by name from the registry (:func:`create`, :func:`load`).
+"""
 
-__all__ = ["SCORE", "SKIP_REASON", "Detector", "PerplexityDetector", "create", "register", "registered"]
+from detectors.base import SCORE, SKIP_REASON, Detector, create, load, register, register_loader, registered
+from detectors.bundle import load_bundle
+
+# The LM classifier's saved form is a bundle directory (detectors/bundle.py).
+register_loader("classifier", load_bundle)
+
+__all__ = ["SCORE", "SKIP_REASON", "Detector", "create", "load", "register", "register_loader", "registered"]

@@ -3,15 +3,24 @@
 A detector follows scikit-learn conventions: settings are the ``__init__`` arguments
 (so ``get_params()`` makes them serialisable into a report), anything learned from data
 is set in ``fit`` under a name ending in ``_``, and heavy resources (models, indexes) are
-loaded once in ``setup()``. ``score(texts)`` returns one row per input text, in input
+loaded once in ``setup()``. ``detect(texts)`` returns one row per input text, in input
 order: the detector's signals plus ``score`` in [0, 1] (higher means more LLM-like).
 Detectors only score; thresholds and policies belong to the auditor.
+
+The method is ``detect``, not ``score``: detectors that are scikit-learn classifiers
+(``ClassifierMixin``) keep ``score(X, y)`` with scikit-learn's meaning (accuracy).
+
+Registry: ``@register`` makes a detector constructible by name (:func:`create`) and, when
+it has a saved form (a ``load`` classmethod), loadable by name (:func:`load`). Adding a
+detector is one class and one registration; the auditor asks for detectors by name.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -24,6 +33,9 @@ SCORE = "score"
 SKIP_REASON = "skip_reason"
 
 _REGISTRY: dict[str, type[Detector]] = {}
+_LOADERS: dict[str, Callable[..., Detector]] = {}
+# Modules whose detectors register themselves on import; loaded on the first registry look-up.
+_BUILTIN = ("detectors.perplexity", "detectors.classifier", "detectors.duplicates", "detectors.ngram")
 
 
 class Detector(BaseEstimator, abc.ABC):
@@ -40,15 +52,15 @@ class Detector(BaseEstimator, abc.ABC):
         return f"{self.name}-v{self.version}"
 
     def setup(self) -> Self:
-        """Load heavy resources. Idempotent; ``score`` calls it when needed."""
+        """Load heavy resources. Idempotent; ``detect`` calls it when needed."""
         return self
 
     def fit(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> Self:
         """Learn from labelled texts (1 = LLM-written). Stateless detectors need not override."""
         return self
 
-    def score(self, texts: Sequence[Any]) -> pd.DataFrame:
-        """Score ``texts``; rows that cannot be scored get NaN signals and a ``skip_reason``."""
+    def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
+        """Signals and ``score`` per text; rows that cannot be scored get NaN signals and a ``skip_reason``."""
         prepared = prepare_texts(texts, self.limits)
         frame = self._score_valid(prepared.valid_texts) if prepared.valid_texts else self._empty_frame()
         return expand_to_inputs(frame, prepared)
@@ -90,15 +102,40 @@ def register(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
-def create(name: str, **params: Any) -> Detector:
+def register_loader(name: str, loader: Callable[..., Detector]) -> None:
+    """Say how a registered detector with a saved form is loaded, when its class has no ``load``."""
+    _LOADERS[name] = loader
+
+
+def _lookup(name: str) -> type[Detector]:
+    if name not in _REGISTRY:
+        for module in _BUILTIN:
+            importlib.import_module(module)
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown detector {name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
-    return cls(**params)
+
+
+def create(name: str, **params: Any) -> Detector:
+    """A new detector of the registered kind ``name`` with these settings."""
+    return _lookup(name)(**params)
+
+
+def load(name: str, directory: Path | None = None, trust: bool = False, **runtime: Any) -> Detector:
+    """A trained detector of the registered kind ``name`` from its saved directory (its default
+    one when ``directory`` is None); ``runtime`` settings do not change what it computes."""
+    cls = _lookup(name)
+    loader = _LOADERS.get(name) or getattr(cls, "load", None)
+    if loader is None:
+        raise ValueError(f"detector {name!r} has no saved form; construct it with create({name!r}, ...)")
+    detector: Detector = loader(directory, trust=trust, **runtime)
+    return detector
 
 
 def registered() -> dict[str, type[Detector]]:
+    for module in _BUILTIN:
+        importlib.import_module(module)
     return dict(_REGISTRY)
 
 

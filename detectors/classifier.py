@@ -88,7 +88,7 @@ class LMTextClassifier(ClassifierMixin, Detector):
     def fit(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> LMTextClassifier:
         if labels is None:
             raise ValueError("the classifier is supervised: pass labels (1 = LLM-written, 0 = human)")
-        signals = self.lm_.score(texts)
+        signals = self.lm_.detect(texts)
         return self.fit_features(signals, np.asarray(labels))
 
     def fit_features(self, signals: pd.DataFrame, labels: np.ndarray) -> LMTextClassifier:
@@ -126,7 +126,7 @@ class LMTextClassifier(ClassifierMixin, Detector):
     # -------------------------------------------------------------- inference
     def predict_proba(self, texts: Sequence[Any]) -> np.ndarray:
         """``[n, 2]`` class probabilities; unscorable texts get NaN rows."""
-        return self.predict_proba_features(self.lm_.score(texts))
+        return self.predict_proba_features(self.lm_.detect(texts))
 
     def predict_proba_features(self, signals: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
@@ -139,14 +139,14 @@ class LMTextClassifier(ClassifierMixin, Detector):
     def predict(self, texts: Sequence[Any]) -> np.ndarray:
         return (self.predict_proba(texts)[:, 1] >= 0.5).astype(int)
 
-    def score(self, texts: Sequence[Any]) -> pd.DataFrame:
+    def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
         """The perplexity detector's signals and spans, plus ``score`` = P(LLM-written)."""
-        signals = self.lm_.score(texts)
+        signals = self.lm_.detect(texts)
         frame = signals.drop(columns=[EMBEDDING, SCORE], errors="ignore")
         frame[SCORE] = self.predict_proba_features(signals)[:, 1]
         return frame
 
-    def _score_valid(self, texts: list[str]) -> pd.DataFrame:  # pragma: no cover - score() is overridden
+    def _score_valid(self, texts: list[str]) -> pd.DataFrame:  # pragma: no cover - detect() is overridden
         raise NotImplementedError
 
     def _check_fitted(self) -> None:

@@ -1,5 +1,5 @@
-"""MinHash near-duplicate search: clusters of near-identical texts within a batch (many
-workers pasting the same LLM answer) and matches against a persistent reference index.
+"""MinHash signatures and near-duplicate clusters: the machinery under the near-duplicate
+detector (:mod:`detectors.duplicates`) and the reference index (:mod:`detectors.reference`).
 
 Signatures are computed for a whole batch at once with numpy, and are bit-identical to
 ``datasketch.MinHash(num_perm, seed, scheme="affine32", hashfunc=ShingleHash(...))``
@@ -14,16 +14,12 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasketch import LeanMinHash, MinHash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from detectors.base import SCORE, Detector, register
-
-if TYPE_CHECKING:
-    from detectors.reference import ReferenceIndex  # noqa: F401 - annotation only
 
 SCHEME = "affine32"
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
@@ -322,92 +318,8 @@ def cluster_near_duplicates(signatures: Signatures, threshold: float, bands: int
     return DuplicateClusters(cluster, sizes, nearest, nearest_jaccard)
 
 
-@register
-class NearDuplicateDetector(Detector):
-    """Near-duplicates within the scored batch and against a reference index.
-
-    ``score`` is the strongest verified near-duplicate evidence: the Jaccard similarity
-    to a reference entry labelled ``machine`` or to another text of the batch, else 0.
-    Whether that means anything (a pasted LLM answer, or a quoted source) is the
-    auditor's call, which is why the matches themselves are returned as signals.
-    """
-
-    name = "minhash"
-    version = "1"
-
-    def __init__(
-        self,
-        threshold: float = 0.4,
-        num_perm: int = 128,
-        seed: int = 1,
-        shingle: str = "char",
-        n: int = 5,
-        normalisation: str = "alnum",
-        reference: str | None = None,
-    ):
-        self.threshold = threshold
-        self.num_perm = num_perm
-        self.seed = seed
-        self.shingle = shingle
-        self.n = n
-        self.normalisation = normalisation
-        self.reference = reference
-
-    def setup(self) -> NearDuplicateDetector:
-        if getattr(self, "hasher_", None) is None:
-            from detectors.reference import _lsh_params, open_reference_index
-
-            self.hasher_ = MinHasher(self.num_perm, self.seed, self.shingle, self.n, self.normalisation)
-            self.lsh_params_ = _lsh_params(self.threshold, self.num_perm)
-            self.index_ = open_reference_index(self.reference, self.hasher_, self.threshold) if self.reference else None
-        return self
-
-    @property
-    def index(self) -> ReferenceIndex | None:
-        return self.setup().index_
-
-    def score(self, texts):
-        frame = super().score(texts)
-        # Within-batch neighbours were found among valid texts; point them at input rows.
-        valid = np.flatnonzero(frame["skip_reason"].isna().to_numpy())
-        nearest = frame["dup_nearest"].to_numpy(dtype=float, copy=True)
-        has = ~np.isnan(nearest) & (nearest >= 0)
-        nearest[has] = valid[nearest[has].astype(int)]
-        # Unscored rows keep <NA>, as every other signal does; -1 means "scored, no near-duplicate".
-        frame["dup_nearest"] = pd.array(nearest, dtype="Int64")
-        return frame
-
-    def _score_valid(self, texts: list[str]) -> pd.DataFrame:
-        self.setup()
-        signatures = self.hasher_.signatures(texts)
-        clusters = cluster_near_duplicates(signatures, self.threshold, *self.lsh_params_)
-        frame = pd.DataFrame(
-            {
-                "dup_cluster": clusters.cluster,
-                "dup_cluster_size": clusters.size,
-                "dup_nearest": clusters.nearest,
-                "dup_jaccard": clusters.nearest_jaccard,
-            }
-        )
-        matches = self.index_.query(signatures) if self.index_ is not None else [None] * len(texts)
-        frame["ref_key"] = [m.key if m else None for m in matches]
-        frame["ref_jaccard"] = [m.jaccard if m else 0.0 for m in matches]
-        frame["ref_label"] = [m.label if m else None for m in matches]
-        frame["ref_source"] = [m.source if m else None for m in matches]
-        machine_ref = np.where(frame["ref_label"].eq("machine"), frame["ref_jaccard"], 0.0)
-        frame[SCORE] = np.maximum(machine_ref, frame["dup_jaccard"].to_numpy())
-        return frame
-
-    def _empty_frame(self) -> pd.DataFrame:
-        columns = [
-            "dup_cluster",
-            "dup_cluster_size",
-            "dup_nearest",
-            "dup_jaccard",
-            "ref_key",
-            "ref_jaccard",
-            "ref_label",
-            "ref_source",
-            SCORE,
-        ]
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) datasketch picks for this threshold, weighting misses over false hits:
+    candidates are verified exactly, so a false candidate only costs time."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.2, 0.8))
+    return lsh.b, lsh.r

@@ -76,13 +76,9 @@ class NgramClassifier(ClassifierMixin, Detector):
         self.training_counts_ = {"human": int((y == 0).sum()), "machine": int((y == 1).sum())}
         return self
 
-    def score(self, texts: Sequence[Any]) -> pd.DataFrame:
-        """``score`` = P(LLM-written) per text (the detector contract, not scikit-learn's accuracy)."""
-        return Detector.score(self, texts)
-
     def predict_proba(self, texts: Sequence[Any]) -> np.ndarray:
         """``[n, 2]`` class probabilities; texts that cannot be scored get NaN rows."""
-        score = self.score(texts)[SCORE].to_numpy(dtype=float)
+        score = self.detect(texts)[SCORE].to_numpy(dtype=float)
         return np.column_stack([1 - score, score])
 
     def predict(self, texts: Sequence[Any]) -> np.ndarray:

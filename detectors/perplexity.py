@@ -271,7 +271,7 @@ class PerplexityDetector(Detector):
             return self
         from sklearn.linear_model import LogisticRegression
 
-        frame = self.score(texts)
+        frame = self.detect(texts)
         usable = frame[self.criterion].notna().to_numpy()
         x = frame.loc[usable, [self.criterion]].to_numpy()
         y = np.asarray(labels)[usable]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from datasketch import MinHashLSH
 
-from detectors.minhash import MinHasher, Signatures, jaccard
+from detectors.minhash import MinHasher, Signatures, jaccard, lsh_params
 from detectors.text import clean_text
 
 _SETTINGS_KEYS = ("num_perm", "seed", "scheme", "shingle", "n", "normalisation")
@@ -57,7 +57,7 @@ class ReferenceIndex(abc.ABC):
     def __init__(self, hasher: MinHasher, threshold: float):
         self.hasher = hasher
         self.threshold = threshold
-        self._lsh_params = _lsh_params(threshold, hasher.num_perm)
+        self._lsh_params = lsh_params(threshold, hasher.num_perm)
 
     def settings(self) -> dict[str, Any]:
         return {**{k: self.hasher.describe()[k] for k in _SETTINGS_KEYS}, "threshold": self.threshold}
@@ -314,13 +314,6 @@ def open_reference_index(
         url, _, name = location.partition("#")
         return RedisReferenceIndex(url, name or "reference", hasher, threshold)
     return LocalReferenceIndex(location, hasher, threshold)
-
-
-def _lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) datasketch picks for this threshold, weighting misses over false hits:
-    candidates are verified exactly, so a false candidate only costs time."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.2, 0.8))
-    return lsh.b, lsh.r
 
 
 def _glob_escape(text: str) -> str:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from sqlalchemy import select
 
-from api.db import AuditJob
+from api.db import AuditFile, AuditJob
 from api.deps import SessionDep, SettingsDep, TenantDep
-from api.jobs import COLUMN_ROLES, SUCCEEDED, job_status
+from api.jobs import REFERENCE_ROLES, SUCCEEDED, job_status
 from api.problems import Problem
 from api.schemas import AuditRowsRequest, AuditStatus
-from auditor.audit import AuditColumns, count_rows
-from auditor.io import FORMATS, InputError, describe_format
-from auditor.pipeline import plan
+from api.settings import ServiceSettings
+from auditor.audit import COLUMN_ROLES, AuditColumns, AuditOptions, plan
+from auditor.reader import ReadError, count_records, describe_format, require_columns
 
 router = APIRouter(tags=["audits"])
 
@@ -34,9 +36,14 @@ _UPLOAD_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "CSV, JSONL or Parquet (by file name), optionally .gz",
+                            "description": "the delivery: CSV, TSV, JSON, JSONL or Parquet (by file name), optionally .gz/.zst",
+                        },
+                        **{
+                            role: {"type": "string", "format": "binary", "description": f"--{role.replace('_', '-')} file"}
+                            for role in REFERENCE_ROLES
                         },
                         **{f"{role}_col": {"type": "string"} for role in COLUMN_ROLES},
+                        "reference_text_col": {"type": "string"},
                         "level": {"type": "number"},
                     },
                 }
@@ -45,7 +52,7 @@ _UPLOAD_BODY = {
         "required": True,
     }
 }
-
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 def _own_job(session, tenant, audit_id: str) -> AuditJob:
     job = session.get(AuditJob, audit_id)
@@ -66,92 +73,156 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _parse_submission(request: Request, settings) -> tuple[str, bytes, dict]:
-    """(stored file name, bytes, params) from a JSON body of rows or a multipart upload."""
+@dataclass
+class Submission:
+    """An audit request as parsed: the delivery, the reference files and the options."""
+
+    name: str
+    data: bytes
+    options: AuditOptions
+    format: str
+    references: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+
+def _stored_name(filename: str, what: str) -> str:
+    """The upload's own file name, made safe (so item ids match the command line's), or 415."""
+    name = _SAFE_NAME.sub("_", Path(filename or "").name)[-200:].lstrip(".") or "upload"
+    try:
+        describe_format(name)
+    except ReadError:
+        raise Problem(
+            415,
+            f"cannot tell the format of {what} {filename!r}: name the file *.csv, *.tsv, *.json, *.jsonl or "
+            "*.parquet (optionally .gz or .zst)",
+        ) from None
+    return name
+
+
+def _options(fields: dict[str, Any]) -> AuditOptions:
+    try:
+        level = float(fields.get("level", 0.9))
+    except (TypeError, ValueError):
+        raise Problem(422, f"level must be a number, not {fields['level']!r}") from None
+    if not 0.5 < level < 1:
+        raise Problem(422, f"level must be between 0.5 and 1, not {level}")
+    columns = {role: fields.get(f"{role}_col") for role in COLUMN_ROLES}
+    if not columns["text"] or not columns["vendor"]:
+        raise Problem(422, "text_col and vendor_col are required")
+    return AuditOptions(
+        columns=AuditColumns(**columns), level=level, reference_text_col=fields.get("reference_text_col") or "text"
+    )
+
+
+async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 65536:
+        raise Problem(
+            413,
+            f"the upload is {int(declared)} bytes; the limit is {settings.max_upload_bytes} bytes",
+            limit=settings.max_upload_bytes,
+        )
+    form = await request.form(max_part_size=settings.max_upload_bytes)
+    files: dict[str, tuple[str, bytes]] = {}
+    for role in ("file", *REFERENCE_ROLES):
+        upload = form.get(role)
+        if upload is None or isinstance(upload, str):
+            continue
+        data = await upload.read()
+        files[role] = (_stored_name(upload.filename or "", "the delivery" if role == "file" else role), data)
+    if "file" not in files:
+        raise Problem(422, "multipart uploads need a 'file' part holding the delivery")
+    if sum(len(data) for _, data in files.values()) > settings.max_upload_bytes:
+        raise Problem(
+            413, f"the upload exceeds the limit of {settings.max_upload_bytes} bytes", limit=settings.max_upload_bytes
+        )
+    fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+    name, data = files.pop("file")
+    return Submission(name, data, _options(fields), describe_format(name)[0], files)
+
+
+def _jsonl(rows: list) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+
+
+async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
+    raw = await _read_limited(request, settings.max_upload_bytes)
+    try:
+        body = AuditRowsRequest.model_validate_json(raw)
+    except ValueError as exc:
+        raise Problem(422, f"the JSON body is not a valid audit request: {str(exc).splitlines()[0]}") from None
+    if len(body.rows) > settings.max_rows_per_audit:
+        raise Problem(
+            413,
+            f"{len(body.rows)} rows; the limit is {settings.max_rows_per_audit} rows per audit",
+            limit=settings.max_rows_per_audit,
+        )
+    references = {
+        role: (f"{role}.jsonl", _jsonl([{"text": t} for t in texts]))
+        for role in REFERENCE_ROLES
+        if (texts := getattr(body, role)) is not None
+    }
+    fields = {f"{role}_col": getattr(body, f"{role}_col") for role in COLUMN_ROLES} | {"level": body.level}
+    return Submission("rows.jsonl", _jsonl(body.rows), _options(fields), "jsonl", references)
+
+
+async def _parse_submission(request: Request, settings: ServiceSettings) -> Submission:
+    """A JSON body of rows (references as lists of texts) or a multipart upload (references as files)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 65536:
-            raise Problem(
-                413,
-                f"the upload is {int(declared)} bytes; the limit is {settings.max_upload_bytes} bytes",
-                limit=settings.max_upload_bytes,
-            )
-        form = await request.form(max_part_size=settings.max_upload_bytes)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise Problem(422, "multipart uploads need a 'file' part holding the delivery")
-        data = await upload.read()
-        if len(data) > settings.max_upload_bytes:
-            raise Problem(
-                413,
-                f"the upload exceeds the limit of {settings.max_upload_bytes} bytes",
-                limit=settings.max_upload_bytes,
-            )
-        try:
-            fmt, compression = describe_format(upload.filename or "")
-        except InputError:
-            raise Problem(
-                415,
-                f"cannot tell the format of {upload.filename!r}: name the file *.csv, *.jsonl or *.parquet (optionally .gz)",
-            ) from None
-        name = "input" + "".join(Path(upload.filename).suffixes[-2 if compression else -1 :]).lower()
-        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str) and v != ""}
-        try:
-            level = float(fields.get("level", 0.9))
-        except ValueError:
-            raise Problem(422, f"level must be a number, not {fields['level']!r}") from None
-        columns = {role: fields.get(f"{role}_col") for role in COLUMN_ROLES}
-        return name, data, {"columns": columns, "level": level, "format": fmt}
+        return await _multipart(request, settings)
     if content_type.startswith("application/json"):
-        raw = await _read_limited(request, settings.max_upload_bytes)
-        try:
-            body = AuditRowsRequest.model_validate_json(raw)
-        except ValueError as exc:
-            raise Problem(422, f"the JSON body is not a valid audit request: {str(exc).splitlines()[0]}") from None
-        if len(body.rows) > settings.max_rows_per_audit:
-            raise Problem(
-                413,
-                f"{len(body.rows)} rows; the limit is {settings.max_rows_per_audit} rows per audit",
-                limit=settings.max_rows_per_audit,
-            )
-        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in body.rows).encode()
-        columns = {role: getattr(body, f"{role}_col") for role in COLUMN_ROLES}
-        return "input.jsonl", data, {"columns": columns, "level": body.level, "format": "jsonl"}
+        return await _json_rows(request, settings)
     raise Problem(
         415,
         f"send the delivery as application/json rows or as a multipart/form-data upload, not {content_type or 'no content type'}",
     )
 
 
-@router.post("/audits", status_code=202, response_model=AuditStatus, openapi_extra=_UPLOAD_BODY)
-async def submit_audit(
-    request: Request, response: Response, session: SessionDep, tenant: TenantDep, settings: SettingsDep
-) -> AuditStatus:
-    """Queue a delivery for audit (same columns as `auditor audit`). Answers 202 with the job's Location."""
-    name, data, params = await _parse_submission(request, settings)
-    if not params["columns"].get("text") or not params["columns"].get("vendor"):
-        raise Problem(422, "text_col and vendor_col are required")
-    if not 0.5 < params["level"] < 1:
-        raise Problem(422, f"level must be between 0.5 and 1, not {params['level']}")
+def _check(submission: Submission, settings: ServiceSettings) -> int:
+    """Validate the delivery's columns and the references before anything is queued; the rows expected."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(data)
+        path = Path(tmp) / submission.name
+        path.write_bytes(submission.data)
         try:
-            _, unreadable, _ = plan([path], AuditColumns(**params["columns"]))
-        except InputError as exc:
+            _, unreadable, _ = plan([path], submission.options.columns)
+        except ReadError as exc:
             raise Problem(422, str(exc).replace(str(path), "the upload")) from None
         if unreadable:
             raise Problem(422, next(iter(unreadable.values())).replace(str(path), "the upload"))
-        rows = count_rows(path)
+        rows = count_records(path)
         if rows > settings.max_rows_per_audit:
             raise Problem(
                 413,
                 f"about {rows} rows; the limit is {settings.max_rows_per_audit} rows per audit",
                 limit=settings.max_rows_per_audit,
             )
-    job = AuditJob(tenant_id=tenant.id, params=params, input_name=name, input_data=data, rows_expected=rows)
+        for role, (name, data) in submission.references.items():
+            reference = Path(tmp) / role / name
+            reference.parent.mkdir()
+            reference.write_bytes(data)
+            try:
+                require_columns(reference, {"reference_text_col": submission.options.reference_text_col})
+            except ReadError as exc:
+                raise Problem(422, f"{role}: " + str(exc).replace(str(reference), name)) from None
+    return rows
+
+
+@router.post("/audits", status_code=202, response_model=AuditStatus, openapi_extra=_UPLOAD_BODY)
+async def submit_audit(
+    request: Request, response: Response, session: SessionDep, tenant: TenantDep, settings: SettingsDep
+) -> AuditStatus:
+    """Queue a delivery for audit with every option of `auditor audit` (columns of every role,
+    human/machine references, interval level). Answers 202 with the job's Location."""
+    submission = await _parse_submission(request, settings)
+    rows = _check(submission, settings)
+    params = {"options": submission.options.model_dump(), "format": submission.format}
+    job = AuditJob(
+        tenant_id=tenant.id, params=params, input_name=submission.name, input_data=submission.data, rows_expected=rows
+    )
     session.add(job)
+    session.flush()
+    for role, (name, data) in submission.references.items():
+        session.add(AuditFile(job_id=job.id, role=role, name=name, data=data))
     session.commit()
     response.headers["Location"] = f"/v1/audits/{job.id}"
     return AuditStatus(**job_status(job))
@@ -192,4 +263,4 @@ def get_report(
     return JSONResponse(json.loads(job.report_json))
 
 
-__all__ = ["router", "FORMATS"]
+__all__ = ["router"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pandas as pd
 from fastapi import APIRouter, Request
@@ -10,11 +11,9 @@ from fastapi import APIRouter, Request
 from api.deps import ScorerDep, SettingsDep, TenantDep
 from api.problems import Problem
 from api.schemas import ScoreRequest, ScoreResponse, ScoreResult
-from auditor.scoring import FLAG_REASON, FLAGGED, PROBABILITY, SIGNAL_PREFIX, Scorer
-from detectors import SKIP_REASON
+from auditor.scoring import SCORED, SIGNAL_PREFIX, Scorer
 
 router = APIRouter(tags=["score"])
-DUPLICATE_SIGNALS = ("dup_cluster", "dup_jaccard", "ref_key", "ref_jaccard", "ref_label")
 
 
 def _clean(value):
@@ -51,20 +50,13 @@ async def score(
 
 
 def _results(scorer: Scorer, texts: list, detected: pd.DataFrame) -> list[ScoreResult]:
-    scored = scorer.decide(detected.join(scorer.near_duplicates(texts)))
-    signal_columns = [k for k in scored.columns if k.startswith(SIGNAL_PREFIX)]
+    """The rows of the scored-items table (the SCORED schema): its decision columns as fields,
+    every other column in ``signals`` (``ppl_`` dropped from the names, spans as a list)."""
+    scored = scorer.score(texts, detected=detected)
+    decision = SCORED.role("decision")
     results = []
     for row in scored.to_dict("records"):
-        signals = {k.removeprefix(SIGNAL_PREFIX): _clean(row[k]) for k in signal_columns}
-        signals.update({k: _clean(row[k]) for k in DUPLICATE_SIGNALS})
-        signals["spans"] = row["spans"]
-        results.append(
-            ScoreResult(
-                llm_probability=_clean(row[PROBABILITY]),
-                flagged=bool(row[FLAGGED]),
-                flag_reason=_clean(row[FLAG_REASON]),
-                skip_reason=_clean(row[SKIP_REASON]),
-                signals=signals,
-            )
-        )
+        signals = {k.removeprefix(SIGNAL_PREFIX): _clean(row[k]) for k in scored.columns if k not in decision}
+        signals["spans"] = json.loads(row["spans"]) if isinstance(row["spans"], str) else []
+        results.append(ScoreResult(**{k: _clean(row[k]) for k in decision}, signals=signals))
     return results

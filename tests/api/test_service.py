@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from auditor.io import write_table
+from auditor.reader import write_table
 
 pytestmark = pytest.mark.lm
 

@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from auditor.audit import AuditColumns, AuditOptions
+from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
 from auditor.cli import app
 from auditor.config import Settings
-from auditor.io import write_table
-from auditor.pipeline import plan, run_audit
+from auditor.reader import write_table
 from auditor.report import Report
 
 pytestmark = pytest.mark.lm
@@ -200,19 +199,21 @@ def test_an_interrupted_audit_resumes_without_rescoring(delivery, scorer, tmp_pa
         if len(seen) == 4:
             raise KeyboardInterrupt
 
+    options = AuditOptions(columns=columns)
     with pytest.raises(KeyboardInterrupt):
-        run_audit(paths, columns, tmp_path, scorer, settings, AuditOptions(), unreadable, interrupt, embeddings=False)
+        run_audit(paths, options, tmp_path, scorer, settings, unreadable, interrupt, embeddings=False)
     assert len(list((tmp_path / ".work").glob("chunk-*.parquet"))) == 4
 
     calls = []
     original = scorer.detect
     monkeypatch.setattr(scorer, "detect", lambda texts: calls.append(len(texts)) or original(texts))
-    resumed = run_audit(paths, columns, tmp_path, scorer, settings, AuditOptions(), unreadable, embeddings=False)
+    resumed = run_audit(paths, options, tmp_path, scorer, settings, unreadable, embeddings=False)
     assert resumed.configuration["resumed_chunks"] == 4
     total_chunks = len(list((tmp_path / ".work").glob("chunk-*.parquet")))
     assert len(calls) == total_chunks - 4
     fresh = run_audit(
-        paths, columns, tmp_path / "fresh", scorer, settings, AuditOptions(resume=False), unreadable, embeddings=False
+        paths, options.model_copy(update={"resume": False}), tmp_path / "fresh", scorer, settings, unreadable,
+        embeddings=False,
     )
     assert [v.prevalence for v in fresh.vendors] == [v.prevalence for v in resumed.vendors]
 

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.io import read_table, write_table
+from auditor.reader import read_table, write_table
 
 pytestmark = pytest.mark.lm
 runner = CliRunner()

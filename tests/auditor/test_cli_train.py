@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.io import write_table
+from auditor.reader import write_table
 
 pytestmark = pytest.mark.lm
 runner = CliRunner()

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
-from auditor.audit import AuditColumns, AuditOptions
+from auditor.audit import AuditColumns, AuditOptions, run_audit
 from auditor.config import Settings
+from auditor.execution import DaskExecutor
 from auditor.gate import GatePolicy, run_gate
-from auditor.io import write_table
-from auditor.pipeline import run_audit
+from auditor.reader import write_table
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def shards(tmp_path_factory, corpus):
 def test_gate_on_dask_equals_single_process(client, shards):
     policy = GatePolicy(max_synthetic=0.05, max_scored=1500)
     local = run_gate(shards, policy)
-    distributed = run_gate(shards, policy, client=client)
+    distributed = run_gate(shards, policy, executor=DaskExecutor(client))
     assert distributed.execution["mode"] == "dask.distributed" and distributed.execution["workers"] == 2
-    ran_on = client.run(lambda: __import__("auditor.gate").gate.load_scorer.cache_info().currsize)
+    ran_on = client.run(lambda: __import__("auditor.scoring").scoring.cached_scorer.cache_info().currsize)
     assert sum(ran_on.values()) >= 1  # the scorer was loaded inside the worker processes
     strip = lambda m: [s.model_dump(exclude={"seconds"}) for s in m.shards]  # noqa: E731
     assert strip(distributed) == strip(local)
@@ -68,10 +68,10 @@ def test_audit_on_dask_equals_single_process(client, tmp_path, corpus, scorer):
     delivery = write_table(pd.DataFrame(rows), tmp_path / "delivery.csv")
     columns = AuditColumns(text="answer", vendor="vendor", worker="worker")
     settings = Settings(chunk_rows=8)
-    options = AuditOptions(resume=False)
-    local = run_audit([delivery], columns, tmp_path / "local", scorer, settings, options, embeddings=False)
+    options = AuditOptions(columns=columns, resume=False)
+    local = run_audit([delivery], options, tmp_path / "local", scorer, settings, embeddings=False)
     remote = run_audit(
-        [delivery], columns, tmp_path / "dask", scorer, settings, options, embeddings=False, client=client
+        [delivery], options, tmp_path / "dask", scorer, settings, embeddings=False, executor=DaskExecutor(client)
     )
     assert "dask.distributed" in remote.configuration["scoring"]
     local_items = pd.read_parquet(tmp_path / "local" / "items.parquet")

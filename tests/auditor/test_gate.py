@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
-from auditor.gate import GateManifest, GatePolicy, _Reservoir, judge_shard, load_scorer
+from auditor.gate import GateManifest, GatePolicy, judge_shard, load_scorer
+from auditor.gate.judge import _Reservoir
 
 runner = CliRunner()
 

@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from auditor.io import InputError, read_columns, read_table, require_columns, write_table
+from auditor.reader import ReadError as InputError
+from auditor.reader import read_columns, read_table, require_columns, write_table
 
 ROWS = pd.DataFrame({"id": ["a", "b", "c"], "answer": ["First text.", "Zweiter Text, ß.", "第三個"], "n": [1, 2, 3]})
 
@@ -34,7 +35,7 @@ def test_bad_json_line_is_reported_with_its_line_and_skipped(tmp_path):
     path.write_text('{"text": "ok 1"}\n{"text": "broken\n{"text": "ok 3"}\n[1, 2]\n')
     frame, problems = read_table(path)
     assert frame["text"].tolist() == ["ok 1", "ok 3"]
-    assert [(p.row, p.kind) for p in problems] == [(2, "unreadable_row"), (4, "unreadable_row")]
+    assert [(p.row, p.kind) for p in problems] == [(2, "bad_json"), (4, "not_an_object")]
     assert str(problems[0]).startswith(f"{path}, row 2:")
 
 
@@ -43,7 +44,7 @@ def test_mixed_encodings_are_read_line_by_line_and_reported(tmp_path):
     path.write_bytes("text\ncafé\n".encode() + "naïve résumé\n".encode("cp1252") + b"plain\n")
     frame, problems = read_table(path)
     assert frame["text"].tolist() == ["café", "naïve résumé", "plain"]
-    assert len(problems) == 1 and problems[0].kind == "encoding" and problems[0].row == 3
+    assert len(problems) == 1 and problems[0].kind == "encoding" and (problems[0].line, problems[0].row) == (3, 2)
 
 
 def test_csv_row_with_wrong_field_count_is_reported(tmp_path):
@@ -60,7 +61,7 @@ def test_truncated_gzip_keeps_the_rows_before_the_damage(tmp_path):
     path.write_bytes(payload[: len(payload) // 2])
     frame, problems = read_table(path)
     assert 0 < len(frame) < 2000
-    assert problems[-1].kind == "truncated_file"
+    assert problems[-1].kind == "truncated"
 
 
 def test_missing_column_names_the_columns_that_exist(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from auditor.corpus import datasets_dir
-from auditor.leakage import LeakageIndex, LeakageIndexError, LeakageMatch, _tokenise
+from auditor.gate.leakage import LeakageIndex, LeakageIndexError, LeakageMatch, _tokenise
 
 WORD = re.compile(r"[^\W_]+")
 N = 13
@@ -261,7 +261,7 @@ def test_bad_benchmark_lines_are_reported_and_the_rest_indexed(tmp_path, solo, u
     index = LeakageIndex.build(path)
     assert [p.line for p in index.problems] == [2, 3, 4, 5, 7, 8]
     reasons = [p.reason for p in index.problems]
-    assert reasons[0].startswith("not JSON") and "JSON object" in reasons[1] and "not valid UTF-8" in reasons[4]
+    assert reasons[0].startswith("not valid JSON") and "JSON object" in reasons[1] and "not valid UTF-8" in reasons[4]
     assert "no string fields" in reasons[2] and "empty" in reasons[3] and "not a string" in reasons[5]
     assert str(index.problems[0]).startswith(f"{path}, line 2:")
     assert index.describe() | {"files": None} == {
@@ -301,7 +301,9 @@ def test_truncated_compressed_file_keeps_what_it_read_and_says_where_it_stopped(
     path.write_bytes(whole[: len(whole) * 2 // 3])
     index = LeakageIndex.build(path)
     assert 0 < len(index) < 200 and index.item_ids == [r["id"] for r in records[: len(index)]]
-    assert [(p.line, "file ends early" in p.reason) for p in index.problems] == [(len(index) + 1, True)]
+    assert [(p.kind, p.line, "damaged after this line" in p.reason) for p in index.problems] == [
+        ("truncated", len(index), True)
+    ]
 
 
 def test_compressed_files_fields_and_ids(tmp_path, hc3):

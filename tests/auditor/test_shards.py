@@ -18,16 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from auditor import shards
-from auditor.shards import (
-    MAX_EXAMPLES,
-    DocumentBatch,
-    ShardError,
-    ShardProblem,
-    iter_documents,
-    read_records,
-    shard_format,
-)
+from auditor.reader import MAX_EXAMPLES, DocumentBatch, iter_documents, read_records
+from auditor.reader import Problem as ShardProblem
+from auditor.reader import ReadError as ShardError
+from auditor.reader import core as shards
+
+
+def shard_format(shard: str) -> tuple[str, str | None]:
+    return shards.describe_format(shard, documents=True)
 
 N_RECORDS = 400
 

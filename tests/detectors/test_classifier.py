@@ -24,7 +24,7 @@ def heldout(corpus):
 
 @pytest.fixture(scope="module")
 def heldout_signals(perplexity, heldout):
-    return perplexity.score(heldout.text.tolist())
+    return perplexity.detect(heldout.text.tolist())
 
 
 def test_shipped_model_separates_held_out_human_and_llm_texts(scorer, heldout, heldout_signals):

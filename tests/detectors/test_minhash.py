@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.minhash import MinHasher, NearDuplicateDetector, cluster_near_duplicates, jaccard
-from detectors.reference import _lsh_params
+from detectors.duplicates import NearDuplicateDetector
+from detectors.minhash import MinHasher, cluster_near_duplicates, jaccard
+from detectors.minhash import lsh_params as _lsh_params
 
 EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
 CJK = re.compile("[\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af]")
@@ -140,7 +141,7 @@ def test_signature_of_a_text_does_not_depend_on_its_batch(real_texts, shingle, n
 
 
 def test_batch_of_one_short_answer_is_scored():
-    frame = NearDuplicateDetector().score(["Yes"])
+    frame = NearDuplicateDetector().detect(["Yes"])
     assert frame.loc[0, "dup_cluster"] == -1
     assert frame.loc[0, "score"] == 0
 
@@ -152,7 +153,7 @@ def test_pasted_answer_with_light_edits_forms_one_cluster(known_answer, unrelate
     rng.shuffle(texts)
     paste_rows = [i for i, t in enumerate(texts) if t in pastes]
 
-    frame = NearDuplicateDetector().score(texts)
+    frame = NearDuplicateDetector().detect(texts)
 
     clusters = frame["dup_cluster"].to_numpy()
     assert clusters[paste_rows[0]] >= 0
@@ -195,7 +196,7 @@ def test_dup_nearest_indexes_input_rows_when_invalid_rows_are_interleaved(known_
     ]
     invalid_rows = [0, 2, 4, 6, 8]
 
-    frame = NearDuplicateDetector().score(texts)
+    frame = NearDuplicateDetector().detect(texts)
 
     assert frame.loc[1, "dup_nearest"] == 5
     assert frame.loc[5, "dup_nearest"] == 1
@@ -211,7 +212,7 @@ def test_dup_nearest_indexes_input_rows_when_invalid_rows_are_interleaved(known_
 
 
 def test_batch_of_only_invalid_texts_scores_nothing():
-    frame = NearDuplicateDetector().score([None, "", "ok"])
+    frame = NearDuplicateDetector().detect([None, "", "ok"])
     assert len(frame) == 3
     assert frame["skip_reason"].notna().all()
     assert pd.isna(frame["dup_nearest"]).all()

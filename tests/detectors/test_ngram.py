@@ -28,13 +28,13 @@ def fitted(splits):
 
 def test_separates_held_out_human_and_llm_texts(fitted, splits):
     _, test = splits
-    scores = fitted.score(test.text.tolist())["score"].to_numpy()
+    scores = fitted.detect(test.text.tolist())["score"].to_numpy()
     assert ((scores >= 0) & (scores <= 1)).all()
     assert roc_auc_score(test.label, scores) > 0.8
 
 
 def test_unscorable_texts_get_a_reason_not_a_crash(fitted):
-    frame = fitted.score(["A real sentence written by someone.", "", None, "x", float("nan")])
+    frame = fitted.detect(["A real sentence written by someone.", "", None, "x", float("nan")])
     assert frame["score"].notna().tolist() == [True, False, False, False, False]
     assert frame["skip_reason"].isna().tolist() == [True, False, False, False, False]
 

@@ -18,7 +18,7 @@ def hc3_test(corpus):
 
 
 def test_signals_are_finite_and_in_range(perplexity, hc3_test):
-    frame = perplexity.score(hc3_test.text.tolist()[:20])
+    frame = perplexity.detect(hc3_test.text.tolist()[:20])
     assert frame[list(SIGNALS)].notna().all().all()
     assert (frame.n_tokens >= 1).all() and (frame.n_tokens <= perplexity.max_tokens).all()
     assert frame.rank1_frac.between(0, 1).all() and (frame.rank10_frac >= frame.rank1_frac).all()
@@ -29,15 +29,15 @@ def test_signals_are_finite_and_in_range(perplexity, hc3_test):
 
 def test_batching_does_not_change_a_texts_signals(perplexity, hc3_test):
     texts = hc3_test.text.tolist()[:12]
-    together = perplexity.score(texts)
-    alone = perplexity.score([texts[5]])
+    together = perplexity.detect(texts)
+    alone = perplexity.detect([texts[5]])
     for signal in ("ll_mean", "entropy_mean", "fast_detectgpt", "logrank_mean"):
         assert alone[signal].iat[0] == pytest.approx(together[signal].iat[5], rel=0.02, abs=0.02)
 
 
 def test_signals_match_a_direct_full_vocabulary_computation(perplexity):
     text = "The committee will meet on Tuesday to review the budget and approve the new hiring plan."
-    got = perplexity.score([text]).iloc[0]
+    got = perplexity.detect([text]).iloc[0]
     tokenizer, lm = perplexity._tokenizer, perplexity._lm
     ids = [perplexity._prefix_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
@@ -59,11 +59,11 @@ def test_signals_match_a_direct_full_vocabulary_computation(perplexity):
 
 def test_sentence_spans_cover_the_text_in_order(perplexity):
     text = "I went to the market. It was closed! So I came home? Then I cooked dinner."
-    spans = perplexity.score([text])["spans"].iat[0]
+    spans = perplexity.detect([text])["spans"].iat[0]
     assert len(spans) == 4
     assert spans[0]["start"] == 0 and spans[-1]["end"] == len(text)
     assert all(a["end"] <= b["start"] for a, b in zip(spans, spans[1:], strict=False))
-    assert sum(s["n_tokens"] for s in spans) == perplexity.score([text]).n_tokens.iat[0]
+    assert sum(s["n_tokens"] for s in spans) == perplexity.detect([text]).n_tokens.iat[0]
     assert all(math.isfinite(s["fast_detectgpt"]) for s in spans)
 
 
@@ -80,7 +80,7 @@ def test_awkward_inputs_get_a_score_or_a_reason(perplexity):
         "bad\x00control\x07chars here",
         "中文句子，测试一下。",
     ]
-    frame = perplexity.score(values)
+    frame = perplexity.detect(values)
     assert len(frame) == len(values)
     assert frame.skip_reason.iloc[:5].notna().all()
     scored = frame.iloc[5:]
@@ -90,5 +90,5 @@ def test_awkward_inputs_get_a_score_or_a_reason(perplexity):
 
 
 def test_zero_shot_likelihood_separates_chatgpt_from_human_answers(perplexity, hc3_test):
-    frame = perplexity.score(hc3_test.text.tolist())
+    frame = perplexity.detect(hc3_test.text.tolist())
     assert roc_auc_score(hc3_test.label, frame.ll_mean) > 0.75

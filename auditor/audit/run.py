@@ -1,65 +1,40 @@
-"""``auditor audit`` end to end: validate, score (resumably), aggregate, write the report."""
+"""``auditor audit`` end to end, the same function wherever it runs (the command line, the
+service's job workers, on one machine or a Dask cluster): validate, score (resumably),
+aggregate, write ``items.parquet``, and return the report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from auditor.aggregate import Estimation, behaviour_columns, duplicate_clusters, input_warnings, vendor_report
-from auditor.audit import (
-    ITEM_ID,
+from auditor.audit.aggregate import Estimation, behaviour_columns, duplicate_clusters, input_warnings, vendor_report
+from auditor.audit.options import AuditOptions
+from auditor.audit.work import (
     STATUS,
     UNREADABLE,
-    AuditColumns,
-    AuditOptions,
     ScoringWork,
     audit_state,
-    count_rows,
     finalise_items,
-    fingerprint,
-    now_iso,
-    read_reference_texts,
     score_inputs,
-    validate_inputs,
 )
 from auditor.config import Settings
 from auditor.diversity import diversity
-from auditor.report import InputFile, Methods, Report
-from auditor.scoring import PROBABILITY, Scorer
+from auditor.execution import Executor, LocalExecutor
+from auditor.reader import fingerprint, read_texts
+from auditor.report.models import InputFile, Methods, Report
+from auditor.scoring import ITEMS, Scorer
 from auditor.stats import ScoreReference
 
-ITEM_COLUMNS = [
-    ITEM_ID,
-    "file",
-    "row",
-    STATUS,
-    "problem",
-    "vendor",
-    "worker",
-    "batch",
-    "source_id",
-    "duplicate_id",
-    PROBABILITY,
-    "flagged",
-    "flag_reason",
-]
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def plan(paths: list[Path], columns: AuditColumns) -> tuple[AuditColumns, dict[Path, str], int]:
-    """Validate before anything is scored; returns the columns, unreadable files and expected rows."""
-    columns, unreadable = validate_inputs(paths, columns)
-    expected = sum(count_rows(p) for p in paths if p not in unreadable)
-    return columns, unreadable, expected
-
-
-def estimation_for(
-    scorer: Scorer, options: AuditOptions, on_progress: Callable[[int], None] | None = None
-) -> Estimation:
+def estimation_for(scorer: Scorer, options: AuditOptions, references: dict[str, list[str] | None]) -> Estimation:
     """Error rates for prevalence: the model's calibration, or rates re-measured on the
     user's domain-matched reference texts (human, and optionally LLM-written)."""
     calibration = scorer.require_calibration()
@@ -70,47 +45,50 @@ def estimation_for(
         )
     reference = calibration.reference()
     source = f"calibration of {scorer.model_dir.name}: {calibration.data}"
-    human_scores = machine_scores = None
-    if options.human_reference:
-        texts = read_reference_texts(options.human_reference, options.reference_text_col)
-        human_scores = scorer.detect(texts)[PROBABILITY].dropna().to_numpy()
-        fp = int(calibration.flags(human_scores).sum())
+    measured = scorer.measure_rates(references["human"], references["machine"])
+    if measured.human is not None:
+        fpr = measured.rate(measured.human)
         # Measured on the vendor's own kind of text: no between-source spread to allow for.
-        rates = replace(rates, false_positives=fp, n_human=len(human_scores), fpr_spread=0.0)
-        source = f"false positives measured on {len(human_scores)} texts of {options.human_reference}; true positives from the model's calibration"
-    if options.machine_reference:
-        texts = read_reference_texts(options.machine_reference, options.reference_text_col)
-        machine_scores = scorer.detect(texts)[PROBABILITY].dropna().to_numpy()
-        tp = int(calibration.flags(machine_scores).sum())
-        rates = replace(rates, true_positives=tp, n_machine=len(machine_scores), tpr_spread=0.0)
-        source += f"; true positives measured on {len(machine_scores)} texts of {options.machine_reference}"
+        rates = replace(rates, false_positives=fpr.k, n_human=fpr.n, fpr_spread=0.0)
+        source = f"false positives measured on {fpr.n} texts of {options.human_reference}; true positives from the model's calibration"
+    if measured.machine is not None:
+        tpr = measured.rate(measured.machine)
+        rates = replace(rates, true_positives=tpr.k, n_machine=tpr.n, tpr_spread=0.0)
+        source += f"; true positives measured on {tpr.n} texts of {options.machine_reference}"
     primary = "flags"
-    if human_scores is not None and machine_scores is not None:
+    if measured.human is not None and measured.machine is not None:
         # Domain-matched references of both kinds: their full score distributions carry more
         # information than one threshold does, so the score mixture becomes the primary estimate.
-        reference = ScoreReference.from_scores(human_scores, machine_scores)
+        reference = ScoreReference.from_scores(measured.human, measured.machine)
         primary = "mixture"
     return Estimation(calibration, rates, reference, options.level, source, primary)
 
 
 def run_audit(
-    paths: list[Path],
-    columns: AuditColumns,
+    paths: Sequence[Path],
+    options: AuditOptions,
     out: Path,
     scorer: Scorer,
     settings: Settings,
-    options: AuditOptions,
     unreadable: dict[Path, str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     embeddings: bool = True,
-    client: Any = None,
+    executor: Executor | None = None,
 ) -> Report:
+    """Audit ``paths`` (validated by :func:`~auditor.audit.work.plan`; ``unreadable`` holds the
+    files it could not open) into ``out``: writes ``items.parquet`` and returns the report."""
+    executor = executor or LocalExecutor()
+    columns = options.columns
     unreadable = unreadable or {}
     readable = [p for p in paths if p not in unreadable]
     out.mkdir(parents=True, exist_ok=True)
-    estimation = estimation_for(scorer, options)
+    references = {
+        role: read_texts(path, options.reference_text_col) if path else None
+        for role, path in (("human", options.human_reference), ("machine", options.machine_reference))
+    }
+    estimation = estimation_for(scorer, options, references)
     work = ScoringWork(out, audit_state(readable, columns, scorer, settings.chunk_rows), options.resume)
-    items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress, client)
+    items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress, executor)
     if unreadable:  # a file that could not be opened is one unreadable item, so it is not lost from view
         lost = pd.DataFrame(
             {
@@ -130,21 +108,14 @@ def run_audit(
         vendor_report(vendor, part, estimation, behaviour, behaviour_cols, options.top_items, embeddings)
         for vendor, part in items.groupby("vendor", sort=True)
     ]
-    human_reference = None
-    if options.human_reference:
-        human_reference = diversity(
-            read_reference_texts(options.human_reference, options.reference_text_col), embeddings=embeddings
-        )
+    human_reference = diversity(references["human"], embeddings=embeddings) if references["human"] is not None else None
     encoding_rows = items[
         items["problem"].astype(str).str.contains("not valid UTF-8", na=False) & items[STATUS].ne("unreadable")
     ]
     report = Report(
         created_at=now_iso(),
         inputs=[_input_file(p, items) for p in paths],
-        columns={
-            **{k: v for k, v in asdict(columns).items() if k != "autodetected"},
-            "autodetected": columns.autodetected,
-        },
+        columns=columns.model_dump(),
         configuration={
             "interval_level": options.level,
             "human_reference": str(options.human_reference) if options.human_reference else None,
@@ -153,9 +124,7 @@ def run_audit(
             "max_tokens": settings.max_tokens,
             "dedup_threshold": settings.dedup_threshold,
             "resumed_chunks": work.resumed,
-            "scoring": "local process"
-            if client is None
-            else f"dask.distributed, {len(client.nthreads())} workers at {client.scheduler.address}",
+            "scoring": str(executor),
         },
         models=scorer.describe(),
         methods=_methods(estimation),
@@ -230,12 +199,8 @@ def _methods(estimation: Estimation) -> Methods:
 
 
 def write_items(items: pd.DataFrame, behaviour: pd.DataFrame, path: Path) -> None:
-    signal_columns = [c for c in items.columns if c.startswith("ppl_") or c.startswith("dup_") or c.startswith("ref_")]
-    keep = [c for c in ITEM_COLUMNS if c in items] + ["text", "spans", *signal_columns]
-    frame = pd.concat([items[keep], behaviour], axis=1)
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(
-                lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-            )
-    frame.to_parquet(path, index=False)
+    """``items.parquet``: every input row, in the columns of the :data:`~auditor.scoring.ITEMS` schema."""
+    frame = pd.concat([items, behaviour], axis=1)
+    frame = frame[[c for c in ITEMS.names if c in frame]].copy()
+    frame["text_truncated"] = frame["text_truncated"].astype("boolean").fillna(False)
+    ITEMS.write_parquet(frame, path)

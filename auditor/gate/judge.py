@@ -3,7 +3,7 @@ training mix, with the evidence behind the decision.
 
 One streaming pass reads every document of a shard (memory bounded by the batch size and
 the sample size): every document is checked for evaluation-set items (n-gram containment,
-:mod:`auditor.leakage`), and a uniform random sample is kept (reservoir sampling). The
+:mod:`auditor.gate.leakage`), and a uniform random sample is kept (reservoir sampling). The
 sample is then scored in a random order, a step at a time, and after every step an
 anytime-valid confidence sequence for the flag rate (:func:`auditor.stats.flag_rate_sequence`)
 is turned into an interval for the synthetic share with the detector's measured error rates.
@@ -32,14 +32,17 @@ import numpy as np
 from pydantic import BaseModel, Field
 from statsmodels.stats.proportion import proportion_confint
 
-from auditor.calibration import Calibration, Rate, load_calibration
-from auditor.leakage import LeakageIndex
-from auditor.shards import ShardError, ShardProblem, iter_documents, read_records
+from auditor.calibration import Rate
+from auditor.config import get_settings
+from auditor.execution import Executor, LocalExecutor
+from auditor.gate.leakage import LeakageIndex
+from auditor.reader import Problem, ReadError, iter_documents, read_records
+from auditor.scoring import MODELS, Scorer, cached_scorer
 from auditor.stats import flag_rate_sequence, prevalence_bounds
 
 GATE_SCHEMA_VERSION = "1.0"
 Decision = Literal["pass", "reject", "error"]
-SCORERS = ("fast", "lm")
+SCORERS = tuple(sorted(MODELS))  # "fast", "lm"
 _EXCERPT_CHARS = 300
 _KEPT_PROBLEMS = 20
 
@@ -119,84 +122,51 @@ class ErrorRatesUsed(BaseModel):
     source: str
 
 
-class GateScorer:
-    """Probabilities for sampled documents, the calibration that turns them into flags, and the
-    error rates the share is corrected with (the calibration's, or re-measured on references)."""
-
-    def __init__(
-        self,
-        kind: str,
-        predict: Callable[[list[str]], np.ndarray],
-        calibration: Calibration,
-        info: dict,
-        rates: ErrorRatesUsed | None = None,
-    ):
-        self.kind, self.predict, self.calibration, self.info = kind, predict, calibration, info
-        self.rates = rates or ErrorRatesUsed(
-            fpr=calibration.heldout_fpr, tpr=calibration.heldout_tpr, source=f"calibration: {calibration.data}"
-        )
-
-    def with_rates(self, rates: ErrorRatesUsed | None) -> GateScorer:
-        return self if rates is None else GateScorer(self.kind, self.predict, self.calibration, self.info, rates)
-
-    def measure_rates(self, human: Sequence[str] | None, machine: Sequence[str] | None) -> ErrorRatesUsed:
-        """Re-measure the rates on the corpus's own kind of text (references), where given."""
-        fpr, tpr, said = self.rates.fpr, self.rates.tpr, []
-        for texts, kind in ((human, "human"), (machine, "machine")):
-            if not texts:
-                continue
-            scores = self.predict(list(texts))
-            scores = scores[~np.isnan(scores)]
-            rate = Rate.of(int(self.calibration.flags(scores).sum()), len(scores))
-            fpr, tpr = (rate, tpr) if kind == "human" else (fpr, rate)
-            said.append(
-                f"{'false' if kind == 'human' else 'true'}-positive rate on {len(scores)} {kind} reference texts"
-            )
-        return ErrorRatesUsed(fpr=fpr, tpr=tpr, source="; ".join(said) + "; other rates from the calibration")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            **self.info,
-            "threshold": self.calibration.threshold,
-            "rates": self.rates.model_dump(),
-        }
-
-
-@lru_cache(maxsize=4)
-def load_scorer(kind: str, model_dir: str | None = None, trust_model: bool = False) -> GateScorer:
-    """Load once per process (so once per Dask worker). ``fast``: the n-gram classifier trained by
-    `auditor setup`; ``lm``: the LM classifier bundle the rest of the auditor uses."""
-    from auditor.config import get_settings
-
-    settings = get_settings()
-    if kind == "fast":
-        from auditor.training import ensure_fast_model
-        from detectors.ngram import NgramClassifier
-
-        directory = Path(model_dir) if model_dir else ensure_fast_model(settings)
-        detector = NgramClassifier.load(directory, trust=trust_model)
-        calibration = load_calibration(directory)
-        info = {"model_dir": str(directory), "detector": detector.describe()}
-        predict = lambda texts: detector.score(texts)["score"].to_numpy(dtype=float)  # noqa: E731
-    elif kind == "lm":
-        from auditor.scoring import PROBABILITY, cached_scorer
-
-        scorer = cached_scorer(model_dir, trust_model, False)
-        calibration = scorer.calibration
-        info = {"model_dir": str(scorer.model_dir), "detector": scorer.classifier.describe()}
-        predict = lambda texts: scorer.detect(texts)[PROBABILITY].to_numpy(dtype=float)  # noqa: E731
-    else:
-        raise ValueError(f"unknown scorer {kind!r}; use one of {', '.join(SCORERS)}")
+def load_scorer(kind: str = "fast", model_dir: str | None = None, trust_model: bool = False) -> Scorer:
+    """The scorer for ``--scorer`` (loaded once per process, so once per Dask worker). ``fast``:
+    the n-gram classifier trained by `auditor setup`; ``lm``: the LM classifier bundle."""
+    scorer = cached_scorer(model_dir, trust_model, False, kind)
+    calibration = scorer.calibration
     if calibration is None or calibration.heldout_tpr is None:
-        raise ValueError(f"{info['model_dir']}: no calibration with measured error rates; run `auditor calibrate`")
-    return GateScorer(kind, predict, calibration, info)
+        raise ValueError(f"{scorer.model_dir}: no calibration with measured error rates; run `auditor calibrate`")
+    return scorer
+
+
+def calibration_rates(scorer: Scorer) -> ErrorRatesUsed:
+    calibration = scorer.require_calibration()
+    assert calibration.heldout_tpr is not None  # load_scorer refuses calibrations without it
+    return ErrorRatesUsed(
+        fpr=calibration.heldout_fpr, tpr=calibration.heldout_tpr, source=f"calibration: {calibration.data}"
+    )
+
+
+def measured_rates(scorer: Scorer, human: Sequence[str] | None, machine: Sequence[str] | None) -> ErrorRatesUsed:
+    """Re-measure the rates on the corpus's own kind of text (references), where given."""
+    measured = scorer.measure_rates(human or None, machine or None)
+    rates = calibration_rates(scorer)
+    said = []
+    if measured.human is not None:
+        rates.fpr = measured.rate(measured.human)
+        said.append(f"false-positive rate on {len(measured.human)} human reference texts")
+    if measured.machine is not None:
+        rates.tpr = measured.rate(measured.machine)
+        said.append(f"true-positive rate on {len(measured.machine)} machine reference texts")
+    rates.source = "; ".join(said) + "; other rates from the calibration"
+    return rates
+
+
+def describe_scorer(scorer: Scorer, rates: ErrorRatesUsed) -> dict[str, Any]:
+    return {
+        "kind": scorer.kind,
+        "model_dir": str(scorer.model_dir),
+        "detector": scorer.classifier.describe(),
+        "threshold": scorer.require_calibration().threshold,
+        "rates": rates.model_dump(),
+    }
 
 
 @lru_cache(maxsize=4)
 def load_index(path: str) -> LeakageIndex:
-    from auditor.config import get_settings
-
     return LeakageIndex.open(path, get_settings().cache_dir / "benchmark-index")
 
 
@@ -248,11 +218,11 @@ class _Problems:
     """The first problems of a shard as examples, counts of all of them, and the damage if any."""
 
     def __init__(self) -> None:
-        self.kept: list[ShardProblem] = []
+        self.kept: list[Problem] = []
         self.counts: Counter[str] = Counter()
-        self.damage: ShardProblem | None = None
+        self.damage: Problem | None = None
 
-    def add(self, problems: Sequence[ShardProblem], counts: dict[str, int]) -> None:
+    def add(self, problems: Sequence[Problem], counts: dict[str, int]) -> None:
         self.kept.extend(problems[: max(_KEPT_PROBLEMS - len(self.kept), 0)])
         self.counts.update(counts)
         self.damage = self.damage or next((p for p in problems if p.kind == "truncated"), None)
@@ -266,13 +236,16 @@ def shard_seed(shard: str, seed: int) -> list[int]:
 def judge_shard(
     shard: str,
     policy: GatePolicy,
-    scorer: GateScorer,
+    scorer: Scorer,
     index: LeakageIndex | None = None,
     text_field: str = "text",
     quarantine: Path | None = None,
     batch_size: int = 10_000,
+    rates: ErrorRatesUsed | None = None,
 ) -> ShardResult:
+    """Read, scan and sample one shard, then decide; ``rates`` default to the calibration's."""
     started = time.perf_counter()
+    rates = rates or calibration_rates(scorer)
     rng = np.random.default_rng(shard_seed(shard, policy.seed))
     reservoir = _Reservoir(policy.max_scored, rng, policy.max_chars)
     leakage = _LeakageTally()
@@ -283,7 +256,7 @@ def judge_shard(
             if index is not None and batch.texts:
                 leakage.add(batch.positions, index.scan(batch.texts))
             reservoir.offer(batch.texts, batch.positions)
-    except ShardError as exc:
+    except ReadError as exc:
         return ShardResult(
             shard=shard,
             decision="error",
@@ -291,7 +264,7 @@ def judge_shard(
             reasons=[str(exc)],
             seconds=round(time.perf_counter() - started, 3),
         )
-    result, flagged = _decide(shard, policy, scorer, reservoir, leakage, rng)
+    result, flagged = _decide(shard, policy, scorer, rates, reservoir, leakage, rng)
     result.problems = [str(p) for p in problems.kept]
     result.problem_counts = dict(problems.counts)
     damage = problems.damage
@@ -311,14 +284,15 @@ def judge_shard(
 def _decide(
     shard: str,
     policy: GatePolicy,
-    scorer: GateScorer,
+    scorer: Scorer,
+    rates: ErrorRatesUsed,
     reservoir: _Reservoir,
     leakage: _LeakageTally,
     rng: np.random.Generator,
 ) -> tuple[ShardResult, dict[int, float]]:
     """The decision, and the flagged sampled documents (position -> probability)."""
     result = ShardResult(shard=shard, decision="pass", documents_read=reservoir.seen)
-    flagged = _sequential_estimate(policy, scorer, reservoir, rng, result)
+    flagged = _sequential_estimate(policy, scorer, rates, reservoir, rng, result)
     if result.synthetic is not None:
         share = result.synthetic
         over = share.ci_low > policy.max_synthetic if result.conclusive else share.estimate > policy.max_synthetic
@@ -348,13 +322,18 @@ def _decide(
 
 
 def _sequential_estimate(
-    policy: GatePolicy, scorer: GateScorer, reservoir: _Reservoir, rng: np.random.Generator, result: ShardResult
+    policy: GatePolicy,
+    scorer: Scorer,
+    rates: ErrorRatesUsed,
+    reservoir: _Reservoir,
+    rng: np.random.Generator,
+    result: ShardResult,
 ) -> dict[int, float]:
     """Score the sample in random order until the interval is clear of the threshold; sets the
     result's estimate and returns the flagged documents (position -> probability)."""
     if not reservoir.texts:
         return {}
-    calibration, rates = scorer.calibration, scorer.rates
+    calibration = scorer.require_calibration()
     alpha = 1 - policy.confidence
     fpr = _rate_interval(rates.fpr.k, rates.fpr.n, alpha)
     tpr = _rate_interval(rates.tpr.k, rates.tpr.n, alpha)
@@ -366,7 +345,7 @@ def _sequential_estimate(
     result.conclusive = False
     while looked < len(order):
         chunk = order[looked : looked + policy.step]
-        probabilities[chunk] = scorer.predict([reservoir.texts[i] for i in chunk])
+        probabilities[chunk] = scorer.probabilities([reservoir.texts[i] for i in chunk])
         looked += len(chunk)
         scored = probabilities[order[:looked]]
         scored = scored[~np.isnan(scored)]
@@ -436,19 +415,22 @@ def run_gate(
     index_path: str | None = None,
     text_field: str = "text",
     quarantine: Path | None = None,
-    client: Any = None,
+    executor: Executor | None = None,
     on_shard: Callable[[ShardResult], None] | None = None,
     human_reference: Sequence[str] | None = None,
     machine_reference: Sequence[str] | None = None,
 ) -> GateManifest:
-    """Judge every shard, in this process or, with a dask.distributed ``client``, one task per
-    shard on the cluster (the same function; results do not depend on where a shard ran).
-    Reference texts of the corpus's own kind re-measure the error rates before any shard."""
+    """Judge every shard, one task per shard, in this process or on a Dask cluster (the same
+    function; results do not depend on where a shard ran). Reference texts of the corpus's
+    own kind re-measure the error rates before any shard."""
+    executor = executor or LocalExecutor()
     scorer = load_scorer(scorer_kind, model_dir)
-    rates = scorer.measure_rates(human_reference, machine_reference) if human_reference or machine_reference else None
-    scorer = scorer.with_rates(rates)
+    rates = measured_rates(scorer, human_reference, machine_reference) if human_reference or machine_reference else None
     index = load_index(index_path) if index_path else None
-    arguments = dict(
+    results: list[ShardResult | None] = [None] * len(shards)
+    tasks = executor.map_unordered(
+        judge_shard_task,
+        list(shards),
         policy=policy,
         scorer_kind=scorer_kind,
         model_dir=model_dir,
@@ -457,36 +439,17 @@ def run_gate(
         quarantine=quarantine,
         rates=rates,
     )
-    results: list[ShardResult] = []
-    if client is None:
-        for shard in shards:
-            results.append(judge_shard(shard, policy, scorer, index, text_field, quarantine))
-            if on_shard:
-                on_shard(results[-1])
-        execution = {"mode": "local process"}
-    else:
-        from distributed import as_completed
-
-        futures = client.map(judge_shard_task, list(shards), pure=False, **arguments)
-        position = {f.key: i for i, f in enumerate(futures)}
-        done: dict[int, ShardResult] = {}
-        for future in as_completed(futures):
-            done[position[future.key]] = future.result()
-            if on_shard:
-                on_shard(done[position[future.key]])
-        results = [done[i] for i in range(len(futures))]
-        execution = {
-            "mode": "dask.distributed",
-            "scheduler": client.scheduler.address,
-            "workers": len(client.nthreads()),
-        }
+    for position, result in tasks:
+        results[position] = result
+        if on_shard:
+            on_shard(result)
     return GateManifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         policy=policy,
-        scorer=scorer.describe(),
+        scorer=describe_scorer(scorer, rates or calibration_rates(scorer)),
         benchmark_index=index.describe() if index is not None else None,
-        execution=execution,
-        shards=results,
+        execution=executor.describe(),
+        shards=[r for r in results if r is not None],
     )
 
 
@@ -500,7 +463,7 @@ def judge_shard_task(
     quarantine: Path | None,
     rates: ErrorRatesUsed | None = None,
 ) -> ShardResult:
-    """A Dask task: models and the index load once per worker process (cached)."""
-    scorer = load_scorer(scorer_kind, model_dir).with_rates(rates)
+    """One shard, wherever it runs: models and the index load once per process (cached)."""
+    scorer = load_scorer(scorer_kind, model_dir)
     index = load_index(index_path) if index_path else None
-    return judge_shard(shard, policy, scorer, index, text_field, quarantine)
+    return judge_shard(shard, policy, scorer, index, text_field, quarantine, rates=rates)

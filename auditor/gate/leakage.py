@@ -39,7 +39,6 @@ Storage is one ``.npz`` (numpy arrays only, loaded with ``allow_pickle=False``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -52,8 +51,9 @@ from typing import Any
 
 import fsspec
 import numpy as np
-import zstandard
 from fsspec.implementations.local import LocalFileSystem
+
+from auditor.reader import Problem, ProblemCounter, ReadError, compression_of, iter_json_lines, source_name
 
 SCHEMA_VERSION = 1
 DEFAULT_N = 13
@@ -62,7 +62,6 @@ DEFAULT_MIN_CONTAINMENT = 0.5
 NORMALISATION = "nfkc+casefold; words=runs of str.isalnum chars; word=utf8 8-byte fold+fmix64; ngram=poly mod 2^64 v1"
 MAX_STORED_PROBLEMS = 1000
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-COMPRESSION_SUFFIXES = ("", ".gz", ".zst", ".zstd", ".bz2", ".xz")
 _SCAN_CHUNK_DOCS = 4096  # measured: 2k-4k documents per internal chunk scan ~8% faster than 1k or 10k
 
 _U64 = np.uint64
@@ -86,18 +85,6 @@ class LeakageMatch:
     item_id: str
     containment: float  # share of the item's distinct n-grams present in the document
     matched_ngrams: int
-
-
-@dataclass(frozen=True)
-class LeakageProblem:
-    """A benchmark line that was not indexed."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}, line {self.line}: {self.reason}"
 
 
 # ---------------------------------------------------------------- hashing
@@ -330,8 +317,10 @@ class _Bitmap:
 
 
 def _is_jsonl(path: str) -> bool:
-    name = path.lower()
-    return any(name.endswith(s + c) for s in JSONL_SUFFIXES for c in COMPRESSION_SUFFIXES)
+    """JSON Lines by name (the reader's compressions; a plain ``.json`` too: benchmark files are often named so)."""
+    name = source_name(path).lower()
+    stem = name.rsplit(".", 1)[0] if compression_of(name) else name
+    return stem.endswith(JSONL_SUFFIXES)
 
 
 def _item_text(record: dict, text_field: str | None, id_key: str | None) -> tuple[str | None, str]:
@@ -356,71 +345,22 @@ def _item_id(record: dict, id_field: str | None, fallback: str) -> tuple[str, st
     return fallback, keys[0] if id_field else None
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _open_binary(path: str) -> io.BufferedIOBase:
-    if not path.lower().endswith((".zst", ".zstd")):
-        return fsspec.open(path, "rb", compression="infer").open()
-    # fsspec's zstd reader cannot iterate lines (no readline) and ignores the .zstd suffix.
-    raw = fsspec.open(path, "rb").open()
-    try:
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
-    except Exception:
-        raw.close()
-        raise
-
-
 def _read_items(
-    path: str, text_field: str | None, id_field: str | None, problems: list[LeakageProblem]
+    path: str, text_field: str | None, id_field: str | None, counter: ProblemCounter
 ) -> Iterator[tuple[str, str]]:
-    """(id, text) of each usable line; the others go to ``problems``."""
-    name = Path(path.rstrip("/")).name
+    """(id, text) of each usable line; the others go to ``counter`` (lines that are not UTF-8
+    are skipped: an item's words must be its own)."""
+    name = source_name(path)
     try:
-        handle = _open_binary(path)
-    except Exception as exc:  # noqa: BLE001 - fsspec backends raise many types
-        raise LeakageIndexError(f"cannot open benchmark file {path}: {_why(exc)}") from exc
-    line_no = 0
-    with handle:
-        try:
-            for raw in handle:
-                line_no += 1
-                item = _parse_line(raw, name, line_no, text_field, id_field)
-                if isinstance(item, str):
-                    problems.append(LeakageProblem(path, line_no, item))
-                elif item is not None:
-                    yield item
-        except (OSError, EOFError, ValueError) as exc:  # not or no longer a readable gzip/zstd stream
-            if line_no == 0:
-                raise LeakageIndexError(f"cannot read benchmark file {path}: {_why(exc)}") from exc
-            why = f"file ends early or is corrupt after line {line_no}: {_why(exc)}"
-            problems.append(LeakageProblem(path, line_no + 1, why))
-
-
-def _parse_line(
-    raw: bytes, name: str, line_no: int, text_field: str | None, id_field: str | None
-) -> tuple[str, str] | str | None:
-    """(id, text), or the reason the line is unusable, or None for a blank line."""
-    try:
-        line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-    except UnicodeDecodeError as exc:
-        return f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
-    if not line.strip():
-        return None
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        return f"not JSON: {exc}"
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    item_id, id_key = _item_id(record, id_field, f"{name}:{line_no}")
-    text, why = _item_text(record, text_field, id_key)
-    if not text or not text.strip():
-        return why
-    return item_id, text
+        for line_no, record in iter_json_lines(path, compression_of(path), counter, skip_undecodable=True):
+            item_id, id_key = _item_id(record, id_field, f"{name}:{line_no}")
+            text, why = _item_text(record, text_field, id_key)
+            if not text or not text.strip():
+                counter.add("unusable_item", why, line=line_no)
+                continue
+            yield item_id, text
+    except ReadError as exc:
+        raise LeakageIndexError(f"cannot read benchmark file {path}: {exc.reason}") from exc
 
 
 def _file_signature(path: str) -> dict[str, Any]:
@@ -429,7 +369,8 @@ def _file_signature(path: str) -> dict[str, Any]:
         fs, inner = fsspec.core.url_to_fs(path)
         info = fs.info(inner)
     except Exception as exc:  # noqa: BLE001 - fsspec backends raise many types
-        raise LeakageIndexError(f"cannot open benchmark file {path}: {_why(exc)}") from exc
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        raise LeakageIndexError(f"cannot open benchmark file {path}: {why}") from exc
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("created")
     if hasattr(mtime, "timestamp"):
         mtime = mtime.timestamp()
@@ -460,7 +401,7 @@ class LeakageIndex:
         min_words: int = DEFAULT_MIN_WORDS,
         min_containment: float = DEFAULT_MIN_CONTAINMENT,
         files: Sequence[dict[str, Any]] = (),
-        problems: Sequence[LeakageProblem] = (),
+        problems: Sequence[Problem] = (),
         problem_count: int | None = None,
     ) -> None:
         self.n, self.min_words = int(n), int(min_words)
@@ -521,15 +462,17 @@ class LeakageIndex:
         paths = [str(paths)] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
         if not paths:
             raise LeakageIndexError("no benchmark files given")
-        problems: list[LeakageProblem] = []
+        problems: list[Problem] = []
         ids: list[str] = []
         texts: list[str] = []
         files = []
         for path in paths:
             files.append(_file_signature(path))
-            for item_id, text in _read_items(path, text_field, id_field, problems):
+            counter = ProblemCounter(path, max_examples=None)
+            for item_id, text in _read_items(path, text_field, id_field, counter):
                 ids.append(item_id)
                 texts.append(text)
+            problems.extend(counter.examples)
         index = cls(
             **_shingle_items(texts, n, min_words, batch_items),
             item_ids=np.array(ids, dtype=str),
@@ -559,7 +502,7 @@ class LeakageIndex:
             "files": self.files,
             "counts": {k: v for k, v in self.describe().items() if k not in ("files", "n", "min_words")},
             "problem_count": self.problem_count,
-            "problems": [[p.file, p.line, p.reason] for p in self.problems[:MAX_STORED_PROBLEMS]],
+            "problems": [[p.file, p.line, p.reason, p.kind] for p in self.problems[:MAX_STORED_PROBLEMS]],
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -607,7 +550,7 @@ class LeakageIndex:
                 min_words=meta["min_words"],
                 min_containment=meta["min_containment"] if min_containment is None else min_containment,
                 files=meta["files"],
-                problems=[LeakageProblem(*p) for p in meta["problems"]],
+                problems=[_stored_problem(p) for p in meta["problems"]],
                 problem_count=meta["problem_count"],
             )
         except (KeyError, TypeError) as exc:
@@ -738,6 +681,12 @@ class LeakageIndex:
             "files": [f["path"] for f in self.files],
             "problems": self.problem_count,
         }
+
+
+def _stored_problem(stored: list) -> Problem:
+    """A problem as kept in an index's metadata: [file, line, reason(, kind)]."""
+    kind = stored[3] if len(stored) > 3 else "unusable_item"
+    return Problem(stored[0], kind, stored[2], line=stored[1])
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta as beta_dist
 
-from auditor.audit import ITEM_ID, MISSING_VENDOR, SCORED, SKIPPED, STATUS, UNREADABLE
+from auditor.audit.work import ITEM_ID, MISSING_VENDOR, SKIPPED, STATUS, UNREADABLE
+from auditor.audit.work import SCORED_STATUS as SCORED
 from auditor.calibration import Calibration, signals_fired
 from auditor.diversity import diversity
-from auditor.report import (
+from auditor.report.models import (
     BehaviourSummary,
     DuplicateCluster,
     ItemEvidence,

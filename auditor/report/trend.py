@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from auditor.report import Report
+from auditor.report.models import Report
 
 
 def load_reports(paths: list[Path]) -> list[tuple[str, Report]]:

@@ -1,0 +1,40 @@
+"""The REST service's settings: the auditor's (:class:`auditor.config.Settings`) plus the
+database, the job queue, the request limits and where audit jobs run."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from auditor.config import Settings
+
+
+class ServiceSettings(Settings):
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in the cache directory")
+    redis_url: str | None = Field(None, description="Redis for the shared reference index (PostgreSQL deployments)")
+    max_texts_per_request: int = Field(64, ge=1, description="texts per synchronous /v1/score request")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="size of one uploaded delivery")
+    max_rows_per_audit: int = Field(1_000_000, ge=1, description="rows in one submitted audit")
+    score_batch_wait_ms: float = Field(4.0, ge=0, description="how long /v1/score waits to batch concurrent requests")
+    job_heartbeat_seconds: float = Field(5.0, gt=0)
+    job_stale_seconds: float = Field(60.0, gt=0, description="a running job without heartbeat this long is taken over")
+    job_max_attempts: int = Field(3, ge=1)
+    dask_scheduler: str | None = Field(
+        None, description="run the scoring of audit jobs on this dask.distributed scheduler (tcp://host:port)"
+    )
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.cache_dir / 'auditor.db'}"
+
+    def tenant_reference_location(self, tenant: str) -> str:
+        """Each tenant has its own reference index: in Redis when configured, else a local file."""
+        if self.redis_url:
+            return f"{self.redis_url}#tenant-{tenant}"
+        return str(self.cache_dir / "reference" / f"tenant-{tenant}.sqlite")
+
+
+@lru_cache
+def get_service_settings() -> ServiceSettings:
+    return ServiceSettings()

@@ -1,0 +1,179 @@
+"""The scored-items table, defined once: column names, types and nullability.
+
+:data:`SCORED` is what the scorer adds to every text (decision, detector signals,
+near-duplicate evidence); ``auditor score`` writes the input columns followed by it, and the
+REST ``/v1/score`` results are its rows (decision fields at the top, the rest as
+``signals``). :data:`ITEMS` is ``items.parquet`` of an audit: where each row came from and
+what became of it, then the same scored columns (``dup_nearest`` names the nearest item
+instead of a row of the batch), then the behavioural measures. Both are validated where a
+table is written (:meth:`TableSchema.conform`): a missing required column, a value of the
+wrong type or a null where none is allowed raises :class:`SchemaError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from detectors.perplexity import SIGNALS
+
+PROBABILITY = "llm_probability"
+FLAGGED = "flagged"
+FLAG_REASON = "flag_reason"
+SKIP_REASON = "skip_reason"
+SIGNAL_PREFIX = "ppl_"
+
+Role = Literal["decision", "signal", "evidence", "item", "behaviour"]
+
+
+class SchemaError(ValueError):
+    """A table does not match its schema; the message names the column and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    role: Role
+    doc: str
+    nullable: bool = True
+    required: bool = True  # False: present only when the model computes it (LM signals) or the input has it
+
+    @property
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=self.nullable)
+
+
+_STRING, _FLOAT, _INT, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+
+
+class TableSchema:
+    """An ordered set of :class:`Column` s; other columns (the input's own) may come first."""
+
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self.columns = list(columns)
+        self.by_name = {c.name: c for c in self.columns}
+        if len(self.by_name) != len(self.columns):
+            raise ValueError("column names must be unique")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def role(self, role: Role) -> list[str]:
+        return [c.name for c in self.columns if c.role == role]
+
+    def replace(self, name: str, **changes: object) -> TableSchema:
+        return TableSchema([replace(c, **changes) if c.name == name else c for c in self.columns])  # type: ignore[arg-type]
+
+    def __add__(self, other: TableSchema) -> TableSchema:
+        return TableSchema(self.columns + other.columns)
+
+    def arrow(self, frame: pd.DataFrame | None = None) -> pa.Schema:
+        """The Arrow schema of ``frame`` laid out by this schema: its other columns first (types
+        inferred), then this schema's columns that it has."""
+        if frame is None:
+            return pa.schema([c.field for c in self.columns])
+        others = [c for c in frame.columns if c not in self.by_name]
+        inferred = pa.Schema.from_pandas(frame[others], preserve_index=False) if others else pa.schema([])
+        return pa.schema([*inferred, *(c.field for c in self.columns if c.name in frame)])
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its other columns first and this schema's columns after them in schema
+        order, after checking every column of the schema it holds; raises :class:`SchemaError`."""
+        missing = [c.name for c in self.columns if c.required and c.name not in frame]
+        if missing:
+            raise SchemaError(f"scored table lacks required column(s): {', '.join(missing)}")
+        ordered = frame[[c for c in frame.columns if c not in self.by_name] + [n for n in self.names if n in frame]]
+        self.to_arrow(ordered)  # checks types and nulls
+        return ordered
+
+    def to_arrow(self, frame: pd.DataFrame) -> pa.Table:
+        arrays, fields = [], []
+        for field in self.arrow(frame):
+            column = self.by_name.get(field.name)
+            try:
+                array = pa.array(frame[field.name], type=field.type if column else None, from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise SchemaError(f"column {field.name!r} does not hold {field.type}: {exc}") from None
+            if column is not None and not column.nullable and array.null_count:
+                raise SchemaError(f"column {field.name!r} has {array.null_count} null value(s); it may have none")
+            arrays.append(array)
+            fields.append(field if column else pa.field(field.name, array.type))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def write_parquet(self, frame: pd.DataFrame, path: Path) -> Path:
+        """Validate and write atomically (a partial file, then renamed)."""
+        table = self.to_arrow(self.conform(frame))
+        tmp = path.with_name(path.name + ".partial")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        return path
+
+
+def _signal_columns() -> list[Column]:
+    doc = "perplexity signal of the scoring LM (see detectors/perplexity.py); null when skipped"
+    columns = [
+        Column(SIGNAL_PREFIX + s, _INT if s == "n_tokens" else _FLOAT, "signal", doc, required=False) for s in SIGNALS
+    ]
+    columns.append(
+        Column(SIGNAL_PREFIX + "token_truncated", _BOOL, "signal", "scored on its first max_tokens only", required=False)
+    )
+    return columns
+
+
+SCORED = TableSchema(
+    [
+        Column(PROBABILITY, _FLOAT, "decision", "calibrated P(LLM-written); null when the text was skipped"),
+        Column(FLAGGED, _BOOL, "decision", "above the calibrated threshold, or a near-copy of known LLM output", False),
+        Column(FLAG_REASON, _STRING, "decision", "why it is flagged"),
+        Column(SKIP_REASON, _STRING, "decision", "why the text was not scored (missing, empty, too_short)"),
+        *_signal_columns(),
+        Column("text_truncated", _BOOL, "signal", "the text was cut to the detector's character limit", False),
+        Column("spans", _STRING, "signal", "JSON list of sentences with their scores (null: not scored)"),
+        Column("dup_cluster", _INT, "evidence", "near-duplicate cluster within the table, -1 none"),
+        Column("dup_cluster_size", _INT, "evidence", "texts in that cluster (1: none)"),
+        Column("dup_nearest", _INT, "evidence", "row (0-based) of the most similar other text, -1 none"),
+        Column("dup_jaccard", _FLOAT, "evidence", "Jaccard similarity to it"),
+        Column("ref_key", _STRING, "evidence", "best reference-index match"),
+        Column("ref_jaccard", _FLOAT, "evidence", "its Jaccard similarity"),
+        Column("ref_label", _STRING, "evidence", "its label (machine, human, eval ...)"),
+        Column("ref_source", _STRING, "evidence", "its source"),
+    ]
+)
+
+_ITEM = TableSchema(
+    [
+        Column("item_id", _STRING, "item", "the id column's value, else file name:row", False),
+        Column("file", _STRING, "item", "input file", False),
+        Column("row", _INT, "item", "1-based record number in the file (null: the whole file)"),
+        Column("status", _STRING, "item", "scored, skipped or unreadable", False),
+        Column("problem", _STRING, "item", "what was wrong with the row, if anything"),
+        Column("vendor", _STRING, "item", "vendor (null only for unreadable rows)"),
+        Column("worker", _STRING, "item", "worker, when a worker column was given"),
+        Column("batch", _STRING, "item", "batch, when a batch column was given"),
+        Column("source_id", _STRING, "item", "the id column's value"),
+        Column("duplicate_id", _BOOL, "item", "the id appears more than once in the delivery", False),
+        Column("text", _STRING, "item", "the text as read"),
+    ]
+)
+
+_BEHAVIOUR = TableSchema(
+    [
+        Column(name, _FLOAT, "behaviour", doc, required=False)
+        for name, doc in (
+            ("time_on_task_s", "time on task, seconds"),
+            ("chars_per_second", "characters per second of time on task"),
+            ("pasted", "1 if the row reports paste events, else 0"),
+            ("keystrokes_per_char", "keystrokes per character of text"),
+        )
+    ]
+)
+
+ITEMS = _ITEM + SCORED.replace("dup_nearest", type=_STRING, doc="item_id of the most similar other item") + _BEHAVIOUR
