@@ -56,7 +56,7 @@ def _claimable(settings: Settings):
 def claim_job(session: Session, settings: Settings, worker: str) -> AuditJob | None:
     """Atomically take the oldest claimable job for ``worker``."""
     now = utcnow()
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         job = session.scalars(
             select(AuditJob)
             .where(_claimable(settings))
@@ -83,6 +83,8 @@ def claim_job(session: Session, settings: Settings, worker: str) -> AuditJob | N
     if claimed is None:
         return None
     job = session.get(AuditJob, claimed)
+    if job is None:  # deleted between the claim and this read
+        return None
     if job.started_at is None:
         job.started_at = now
         session.commit()
@@ -216,7 +218,7 @@ def fail_exhausted(session: Session, settings: Settings) -> int:
         )
     )
     session.commit()
-    return result.rowcount
+    return int(getattr(result, "rowcount", 0))
 
 
 def worker_loop(

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 PROBLEM = "application/problem+json"
 
 
-class Problem(Exception):
+class Problem(Exception):  # noqa: N818 - named after RFC 9457 "problem details", which it renders
     def __init__(self, status: int, detail: str, title: str | None = None, **extra):
         self.status, self.detail, self.extra = status, detail, extra
         self.title = title or HTTPStatus(status).phrase

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -104,7 +104,7 @@ def _scorer(model: Path | None, trust_model: bool, reference: bool = True) -> Sc
         fail(str(exc))
 
 
-def _read_texts(path: Path, text_col: str, extra: dict[str, str | None] | None = None) -> pd.DataFrame:
+def _read_texts(path: Path, text_col: str, extra: Mapping[str, str | None] | None = None) -> pd.DataFrame:
     try:
         require_columns(path, {"--text-col": text_col, **(extra or {})})
         frame, problems = read_table(path)
@@ -149,7 +149,7 @@ def score(
     """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal."""
     _quiet_libraries()
     from auditor.reader import describe_format
-    from auditor.scoring import FLAGGED, NotCalibrated, score_table
+    from auditor.scoring import FLAGGED, NotCalibratedError, score_table
 
     try:
         describe_format(out)
@@ -159,7 +159,7 @@ def score(
     scorer = _scorer(model, trust_model)
     try:
         scorer.require_calibration()
-    except NotCalibrated as exc:
+    except NotCalibratedError as exc:
         fail(str(exc))
     with progress_bar(f"scoring {input.name}", len(frame)) as advance:
         scored = score_table(scorer, frame, text_col, advance)
@@ -331,7 +331,7 @@ def audit(
     from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
     from auditor.execution import executor
     from auditor.report.render import write_report
-    from auditor.scoring import NotCalibrated
+    from auditor.scoring import NotCalibratedError
 
     if scheduler and workers:
         fail("give --scheduler or --workers, not both")
@@ -363,10 +363,8 @@ def audit(
     scorer = _scorer(model, trust_model)
     try:
         with executor(scheduler, workers) as runner, progress_bar("scoring", expected) as advance:
-            report = run_audit(
-                inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner
-            )
-    except (NotCalibrated, ReadError, ValueError) as exc:
+            report = run_audit(inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner)
+    except (NotCalibratedError, ReadError, ValueError) as exc:
         fail(str(exc))
     with console.status("writing the report"):
         paths = write_report(report, out)
@@ -541,13 +539,13 @@ def compare(
     table = Table("vendor", "audit", "created", "scored", "flag rate", "prevalence", "change")
     for row in trend.itertuples():
         table.add_row(
-            row.vendor,
-            row.audit,
-            row.created_at,
+            str(row.vendor),
+            str(row.audit),
+            str(row.created_at),
             str(row.n_scored),
             f"{row.flag_rate:.1%}",
             f"{row.prevalence:.1%} [{row.ci_low:.1%}, {row.ci_high:.1%}]",
-            row.change,
+            str(row.change),
         )
     Console().print(table)
     if out:

@@ -18,8 +18,13 @@ class Pending(Protocol):
 
 
 class Executor(Protocol):
-    local: bool
-    slots: int  # tasks worth keeping in flight
+    @property
+    def local(self) -> bool: ...
+
+    @property
+    def slots(self) -> int:
+        """Tasks worth keeping in flight."""
+        ...
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Pending: ...
 

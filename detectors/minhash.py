@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from datasketch import LeanMinHash, MinHash, MinHashLSH
-
 
 SCHEME = "affine32"
 _PUNCT_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)

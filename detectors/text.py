@@ -85,12 +85,12 @@ def prepare_texts(values: Sequence[Any], limits: TextLimits = TextLimits()) -> P
         raw = as_text(value)
         text = clean_text(raw) if raw is not None else None
         truncated = text is not None and len(text) > limits.max_chars
-        if truncated:
+        if text is not None and truncated:
             text = text[: limits.max_chars]
         reason = skip_reason(text, limits)
         prepared.skip_reasons.append(reason)
         prepared.truncated.append(truncated)
-        if reason is None:
+        if reason is None and text is not None:
             prepared.valid_texts.append(text)
             prepared.valid_index.append(i)
     return prepared

@@ -39,7 +39,11 @@ _UPLOAD_BODY = {
                             "description": "the delivery: CSV, TSV, JSON, JSONL or Parquet (by file name), optionally .gz/.zst",
                         },
                         **{
-                            role: {"type": "string", "format": "binary", "description": f"--{role.replace('_', '-')} file"}
+                            role: {
+                                "type": "string",
+                                "format": "binary",
+                                "description": f"--{role.replace('_', '-')} file",
+                            }
                             for role in REFERENCE_ROLES
                         },
                         **{f"{role}_col": {"type": "string"} for role in COLUMN_ROLES},
@@ -53,6 +57,7 @@ _UPLOAD_BODY = {
     }
 }
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
 
 def _own_job(session, tenant, audit_id: str) -> AuditJob:
     job = session.get(AuditJob, audit_id)
@@ -260,7 +265,7 @@ def get_report(
         return HTMLResponse(job.report_html)
     if format == "md":
         return PlainTextResponse(job.report_md, media_type="text/markdown; charset=utf-8")
-    return JSONResponse(json.loads(job.report_json))
+    return JSONResponse(json.loads(job.report_json or "{}"))
 
 
 __all__ = ["router"]

@@ -23,6 +23,7 @@ def add_reference(
     if len(body.texts) > limit:
         raise Problem(413, f"{len(body.texts)} texts; the limit is {limit} per request", limit=limit)
     index = scorer.with_reference(settings.tenant_reference_location(tenant.id)).duplicates.index
+    assert index is not None  # a tenant location is always given
     entries = [
         ReferenceEntry(
             key=t.id or hashlib.sha256(t.text.encode()).hexdigest()[:24], text=t.text, label=t.label, source=t.source

@@ -19,8 +19,8 @@ from auditor.report.models import (
     DuplicateCluster,
     ItemEvidence,
     ReferenceMatch,
+    ReportWarning,
     VendorReport,
-    Warning_,
     WorkerReport,
 )
 from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
@@ -182,7 +182,7 @@ def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: i
             continue
         clusters.append(
             DuplicateCluster(
-                cluster=int(cluster),
+                cluster=int(str(cluster)),
                 size=len(members),
                 workers=workers,
                 vendors=vendors,
@@ -207,15 +207,15 @@ def worker_reports(
     grouped = scored.groupby("worker")
     in_cluster: dict[str, int] = {}
     for cluster in clusters:
-        for worker in cluster.workers:
-            in_cluster[worker] = in_cluster.get(worker, 0) + 1
+        for member in cluster.workers:
+            in_cluster[member] = in_cluster.get(member, 0) + 1
     if estimation.primary == "mixture" and mixture is not None:
         estimates = _workers_from_posteriors(grouped, estimation, mixture.estimate)
     else:
         estimates = _workers_from_flags(grouped, estimation)
     reports = []
     for worker, part in grouped:
-        prevalence, p_uses = estimates[worker]
+        prevalence, p_uses = estimates[str(worker)]
         summary = (
             {col: _median(behaviour.loc[part.index, col]) for col in behaviour.columns} if not behaviour.empty else {}
         )
@@ -261,6 +261,7 @@ def _workers_from_posteriors(
     """Each item's posterior probability of being LLM-written under the vendor's fitted score
     mixture (the vendor's prevalence is the prior, which is what shrinks small workers);
     a worker's LLM-item count is then Poisson-binomial."""
+    assert estimation.reference is not None  # the mixture is primary only with a reference
     out = {}
     for worker, part in grouped:
         posterior = item_posteriors(part[PROBABILITY].to_numpy(dtype=float), estimation.reference, vendor_prevalence)
@@ -352,18 +353,18 @@ def batch_rows(scored: pd.DataFrame, estimation: Estimation) -> list[dict[str, A
     return rows
 
 
-def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: pd.DataFrame) -> list[Warning_]:
-    warnings: list[Warning_] = []
+def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: pd.DataFrame) -> list[ReportWarning]:
+    warnings: list[ReportWarning] = []
 
     def add(kind: str, mask: pd.Series, message: str, describe) -> None:
         if mask.any():
             examples = [describe(row) for _, row in items[mask].head(5).iterrows()]
-            warnings.append(Warning_(kind=kind, count=int(mask.sum()), message=message, examples=examples))
+            warnings.append(ReportWarning(kind=kind, count=int(mask.sum()), message=message, examples=examples))
 
     where = lambda r: f"{r['file']}, row {'?' if pd.isna(r['row']) else int(r['row'])}"  # noqa: E731
     for reason in unreadable_files.values():
         warnings.append(
-            Warning_(
+            ReportWarning(
                 kind="unreadable_file",
                 count=1,
                 message="file could not be read; its rows are not audited",
@@ -378,7 +379,7 @@ def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: p
     )
     if len(encoding_rows):
         warnings.append(
-            Warning_(
+            ReportWarning(
                 kind="encoding",
                 count=len(encoding_rows),
                 message="lines that were not valid UTF-8 were read as Windows-1252",
@@ -418,7 +419,7 @@ def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: p
     small = sizes[sizes < SMALL_VENDOR]
     if len(small):
         warnings.append(
-            Warning_(
+            ReportWarning(
                 kind="small_vendor",
                 count=len(small),
                 message=f"vendors with fewer than {SMALL_VENDOR} scored items: their intervals are wide",

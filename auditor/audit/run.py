@@ -105,7 +105,7 @@ def run_audit(
     behaviour_cols = columns.behaviour()
 
     vendors = [
-        vendor_report(vendor, part, estimation, behaviour, behaviour_cols, options.top_items, embeddings)
+        vendor_report(str(vendor), part, estimation, behaviour, behaviour_cols, options.top_items, embeddings)
         for vendor, part in items.groupby("vendor", sort=True)
     ]
     human_reference = diversity(references["human"], embeddings=embeddings) if references["human"] is not None else None

@@ -56,9 +56,9 @@ def validate_inputs(paths: Sequence[Path], columns: AuditColumns) -> tuple[Audit
     if not available:
         raise ReadError("no input file could be read: " + "; ".join(unreadable.values()))
     common = set.intersection(*available)
-    for role, names in BEHAVIOUR_NAMES.items():
+    for role, known in BEHAVIOUR_NAMES.items():
         if getattr(columns, role) is None:
-            match = next((c for c in sorted(common) if c.lower() in names), None)
+            match = next((c for c in sorted(common) if c.lower() in known), None)
             if match:
                 setattr(columns, role, match)
                 columns.autodetected.append(f"{role}: {match}")
@@ -229,9 +229,10 @@ def finalise_items(items: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
     table = scorer.score(items.loc[scored, "text"].tolist(), detected=detected)
     scored_index = np.flatnonzero(scored)
     nearest = table["dup_nearest"].to_numpy(dtype=float, na_value=np.nan)
-    table["dup_nearest"] = [
-        items[ITEM_ID].iat[scored_index[int(j)]] if j >= 0 else None for j in np.nan_to_num(nearest, nan=-1)
-    ]
+    table["dup_nearest"] = pd.Series(
+        [items[ITEM_ID].iat[scored_index[int(j)]] if j >= 0 else None for j in np.nan_to_num(nearest, nan=-1)],
+        dtype=object,
+    )
     for column in _EVIDENCE:
         items[column] = False if column == FLAGGED else None
         items.loc[scored, column] = table[column].to_numpy()

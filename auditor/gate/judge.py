@@ -188,7 +188,7 @@ class _Reservoir:
         if rest:
             seen_before = np.arange(self.seen + fill, self.seen + len(texts)) + 1
             slots = np.floor(self.rng.random(rest) * seen_before).astype(np.int64)
-            for j in np.flatnonzero(slots < self.capacity):
+            for j in np.flatnonzero(slots < self.capacity).tolist():
                 self.texts[slots[j]] = texts[fill + j][: self.max_chars]
                 self.positions[slots[j]] = positions[fill + j]
         self.seen += len(texts)
@@ -293,8 +293,8 @@ def _decide(
     """The decision, and the flagged sampled documents (position -> probability)."""
     result = ShardResult(shard=shard, decision="pass", documents_read=reservoir.seen)
     flagged = _sequential_estimate(policy, scorer, rates, reservoir, rng, result)
-    if result.synthetic is not None:
-        share = result.synthetic
+    share = result.synthetic
+    if share is not None and share.estimate is not None:
         over = share.ci_low > policy.max_synthetic if result.conclusive else share.estimate > policy.max_synthetic
         said = f"synthetic share {share.estimate:.3f} [{share.ci_low:.3f}, {share.ci_high:.3f}] from {result.documents_scored} scored documents"
         if over:

@@ -459,14 +459,14 @@ class LeakageIndex:
         """Index the items of JSONL benchmark files (plain, .gz, .zst; local or fsspec URLs)."""
         if not 1 <= min_words <= n:
             raise ValueError(f"need 1 <= min_words <= n, got min_words={min_words}, n={n}")
-        paths = [str(paths)] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
-        if not paths:
+        names = [str(paths)] if isinstance(paths, str | os.PathLike) else [str(p) for p in paths]
+        if not names:
             raise LeakageIndexError("no benchmark files given")
         problems: list[Problem] = []
         ids: list[str] = []
         texts: list[str] = []
         files = []
-        for path in paths:
+        for path in names:
             files.append(_file_signature(path))
             counter = ProblemCounter(path, max_examples=None)
             for item_id, text in _read_items(path, text_field, id_field, counter):
@@ -484,7 +484,7 @@ class LeakageIndex:
         )
         if not index.describe()["indexed_items"]:
             raise LeakageIndexError(
-                f"no benchmark item could be indexed from {', '.join(paths)}: {len(ids)} items read, "
+                f"no benchmark item could be indexed from {', '.join(names)}: {len(ids)} items read, "
                 f"{len(problems)} unusable lines, items need at least {min_words} words"
                 + (f"; first problem: {problems[0]}" if problems else "")
             )
@@ -630,6 +630,7 @@ class LeakageIndex:
 
     def _short_item_hits(self, words: _Words, sums: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         prefixes = _window_hashes(sums, self.min_words)
+        assert self._short_bitmap is not None  # called only when short items are indexed
         starts = self._short_bitmap.candidates(prefixes)
         starts = starts[_contains(self._short_prefixes, prefixes[starts])]
         return [self._confirm(words, sums, starts, k) for k in self._short_lengths]
@@ -718,11 +719,13 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return default_cache_dir() / "leakage"
 
 
-def _shingle_items(texts: list[str], n: int, min_words: int, batch_items: int) -> dict[str, np.ndarray]:
+def _shingle_items(texts: list[str], n: int, min_words: int, batch_items: int) -> dict[str, Any]:
     """The index arrays (see ``LeakageIndex.__init__``) for the items' texts."""
     parts = [_shingle_batch(texts[lo : lo + batch_items], n, min_words) for lo in range(0, len(texts), batch_items)]
-    hashes = np.concatenate([p[0] for p in parts] or [[]]).astype(np.uint64)
-    items = np.concatenate([p[1] + lo for p, lo in zip(parts, range(0, len(texts), batch_items), strict=True)] or [[]])
+    hashes = np.concatenate([p[0] for p in parts] or [np.empty(0)]).astype(np.uint64)
+    items = np.concatenate(
+        [p[1] + lo for p, lo in zip(parts, range(0, len(texts), batch_items), strict=True)] or [np.empty(0)]
+    )
     items = items.astype(np.int32)
     order = np.lexsort((items, hashes))
     hashes, items = hashes[order], items[order]
@@ -733,8 +736,8 @@ def _shingle_items(texts: list[str], n: int, min_words: int, batch_items: int) -
         "ngram_hashes": hashes,
         "ngram_items": items,
         "item_ngrams": np.bincount(items, minlength=len(texts)).astype(np.int32),
-        "item_words": np.concatenate([p[2] for p in parts] or [[]]).astype(np.int32),
-        "item_prefixes": np.concatenate([p[3] for p in parts] or [[]]).astype(np.uint64),
+        "item_words": np.concatenate([p[2] for p in parts] or [np.empty(0)]).astype(np.int32),
+        "item_prefixes": np.concatenate([p[3] for p in parts] or [np.empty(0)]).astype(np.uint64),
     }
 
 

@@ -41,10 +41,10 @@ import gzip
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import fsspec
 
@@ -161,7 +161,7 @@ class ProblemCounter:
         return taken
 
 
-class Damaged(Exception):
+class DamagedStreamError(Exception):
     """A compressed stream (or a read) failed part-way; raised by the byte layer only."""
 
 
@@ -256,10 +256,10 @@ def opened(source: str, compression: str | None = None) -> Iterator[IO[bytes]]:
         handle.close()
 
 
-def line_blocks(source: str, compression: str | None) -> Iterator[bytes]:
+def line_blocks(source: str, compression: str | None) -> Generator[bytes, None, None]:
     """Decompressed blocks of complete lines (the last may lack its newline).
 
-    Raises ReadError (open, naming, binary content) before the first block, and Damaged
+    Raises ReadError (open, naming, binary content) before the first block, and DamagedStreamError
     where the stream breaks; an incomplete line before the damage is dropped.
     """
     with opened(source) as raw:
@@ -288,7 +288,7 @@ def _fsspec_decompressed(source: str) -> Iterator[bytes]:
             try:
                 chunk = stream.read(READ_SIZE)
             except (OSError, EOFError, ValueError) as exc:
-                raise Damaged(f"{type(exc).__name__}: {exc}") from None
+                raise DamagedStreamError(f"{type(exc).__name__}: {exc}") from None
             if not chunk:
                 return
             yield chunk
@@ -309,7 +309,7 @@ def _raw_chunks(raw: IO[bytes], head: bytes, shard: str) -> Iterator[bytes]:
         try:
             chunk = raw.read(READ_SIZE)
         except OSError as exc:
-            raise Damaged(f"read error: {exc}") from exc
+            raise DamagedStreamError(f"read error: {exc}") from exc
         if not chunk:
             return
         yield chunk
@@ -342,19 +342,19 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
     :class:`gzip.GzipFile` checks a member's CRC and length only on the read *after* its
     data, and reads 8-128 KiB of input per step, so everything before the damage comes out
-    before Damaged is raised (a bare ``zlib`` object would drop its last output with the
-    error). Raises Damaged on corrupt data, a CRC/length mismatch or a cut-short stream.
+    before DamagedStreamError is raised (a bare ``zlib`` object would drop its last output with the
+    error). Raises DamagedStreamError on corrupt data, a CRC/length mismatch or a cut-short stream.
     """
-    stream = gzip.GzipFile(fileobj=_Replay(chunks), mode="rb")
+    stream = gzip.GzipFile(fileobj=cast(IO[bytes], _Replay(chunks)), mode="rb")
     pending: list[bytes] = []
     size = 0
     while True:
         try:
             piece = stream.read1(READ_SIZE)
-        except (OSError, EOFError, zlib.error, Damaged) as exc:
+        except (OSError, EOFError, zlib.error, DamagedStreamError) as exc:
             if pending:
                 yield b"".join(pending)
-            raise Damaged(_gzip_damage(exc)) from None
+            raise DamagedStreamError(_gzip_damage(exc)) from None
         if not piece:
             break
         pending.append(piece)
@@ -393,7 +393,7 @@ class _Replay:
 
 
 def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Decompressed zstd (all frames). Raises Damaged on corrupt data or a stream that stops
+    """Decompressed zstd (all frames). Raises DamagedStreamError on corrupt data or a stream that stops
     inside a frame (``zstandard``'s stream reader would end silently there).
 
     A failing ``decompress`` call drops its output, so input goes in small slices, and the
@@ -414,14 +414,14 @@ def _unzstd(chunks: Iterable[bytes]) -> Iterator[bytes]:
             try:
                 out = frame.decompress(piece)
             except zstandard.ZstdError as exc:
-                raise Damaged(f"corrupt zstd data ({exc})") from None
+                raise DamagedStreamError(f"corrupt zstd data ({exc})") from None
             if out:
                 yield out
             if frame.eof:
                 pos -= len(frame.unused_data)  # the next frame starts there
                 frame = None
     if frame is not None:
-        raise Damaged("the zstd stream stops inside a frame (the file was cut short)")
+        raise DamagedStreamError("the zstd stream stops inside a frame (the file was cut short)")
 
 
 def _hold_back(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
@@ -494,9 +494,9 @@ def decode_block(block: bytes, first_line: int) -> tuple[list[str], list[tuple[i
     return lines, []
 
 
-def text_lines(source: str, compression: str | None, counter: ProblemCounter, noun: str = "file") -> Iterator[
-    tuple[int, str, str | None]
-]:
+def text_lines(
+    source: str, compression: str | None, counter: ProblemCounter, noun: str = "file"
+) -> Iterator[tuple[int, str, str | None]]:
     """``(line number, text, encoding note or None)`` for every line of a text source (the
     byte-order mark stripped). Damage after the first line ends the lines with a ``truncated``
     problem; damage before it raises :class:`ReadError`."""
@@ -510,7 +510,7 @@ def text_lines(source: str, compression: str | None, counter: ProblemCounter, no
             for line in lines:
                 line_no += 1
                 yield line_no, line, noted.get(line_no)
-    except Damaged as exc:
+    except DamagedStreamError as exc:
         if line_no == 0:
             raise ReadError(source, f"damaged before its first complete line: {exc}") from None
         counter.add("truncated", damage_message(noun, exc), line=line_no)

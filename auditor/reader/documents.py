@@ -29,7 +29,7 @@ from typing import Any
 
 from auditor.reader.core import (
     READ_AS_CP1252,
-    Damaged,
+    DamagedStreamError,
     Problem,
     ProblemCounter,
     ReadError,
@@ -69,6 +69,7 @@ class DocumentBatch:
 
     def __len__(self) -> int:
         return len(self.texts)
+
 
 def iter_documents(
     shard: str, text_field: str = "text", batch_size: int = 10_000, keep_records: bool = False
@@ -114,17 +115,20 @@ def read_records(shard: str, positions: set[int], text_field: str = "text") -> d
         return _parquet_records(shard, wanted, text_field)
     return _jsonl_records(shard, compression, wanted)
 
+
 class _Batch:
     """The batch being filled; the readers append to its lists directly (hot loop)."""
 
     def __init__(self, keep_records: bool) -> None:
+        self.keep_records = keep_records
         self.texts: list[str] = []
         self.positions: list[int] = []
-        self.records: list[dict] | None = [] if keep_records else None
+        self.records: list[dict] = []  # filled only when keep_records
 
     def finish(self, tally: ProblemCounter, rows_seen: int) -> DocumentBatch:
         problems, counts = tally.take()
-        return DocumentBatch(self.texts, self.positions, self.records, problems, counts, rows_seen)
+        records = self.records if self.keep_records else None
+        return DocumentBatch(self.texts, self.positions, records, problems, counts, rows_seen)
 
     def worth_yielding(self, tally: ProblemCounter) -> bool:
         return bool(self.texts or tally.counts)
@@ -141,7 +145,8 @@ def _classify_text(record: dict, text: Any, text_field: str) -> tuple[str, str]:
         return "empty_text", f"{text_field!r} is {'null' if text is None else 'empty or only whitespace'}"
     return "text_not_string", f"{text_field!r} holds {_JSON_KINDS.get(type(text), type(text).__name__)}, not a string"
 
-def _jsonl_documents(
+
+def _jsonl_documents(  # noqa: C901 - the hot loop of the gate, kept in one piece for speed
     shard: str, compression: str | None, text_field: str, batch_size: int, keep_records: bool
 ) -> Iterator[DocumentBatch]:
     tally = ProblemCounter(shard)
@@ -184,7 +189,7 @@ def _jsonl_documents(
                 else:
                     kind, message = _classify_text(record, text, text_field)
                     tally.add(kind, message, line=line_no)
-    except Damaged as exc:
+    except DamagedStreamError as exc:
         if line_no == 0:
             raise ReadError(shard, f"damaged before its first complete line: {exc}") from None
         tally.add("truncated", damage_message("shard", exc), line=line_no)
@@ -219,7 +224,7 @@ def _jsonl_records(shard: str, compression: str | None, wanted: list[int]) -> di
                 if next_wanted == len(wanted):
                     break
             line_no += count
-    except Damaged:
+    except DamagedStreamError:
         pass  # positions in the damaged part are simply not found
     finally:
         blocks.close()
@@ -235,6 +240,7 @@ def _parse_record(raw: bytes, first: bool) -> dict | None:
     except (ValueError, RecursionError):
         return None
     return record if type(record) is dict else None
+
 
 def _parquet_documents(shard: str, text_field: str, batch_size: int, keep_records: bool) -> Iterator[DocumentBatch]:
     tally = ProblemCounter(shard)
@@ -268,6 +274,7 @@ def _parquet_documents(shard: str, text_field: str, batch_size: int, keep_record
     if batch.worth_yielding(tally):
         yield batch.finish(tally, examined - flushed)
 
+
 def _parquet_records(shard: str, wanted: list[int], text_field: str) -> dict[int, dict]:
     found: dict[int, dict] = {}
     with parquet_file(shard, text_field) as parquet:
@@ -298,7 +305,12 @@ def _records_in_group(parquet: Any, group: int, first_row: int, inside: list[int
 
 
 def iter_json_lines(
-    source: str, compression: str | None, counter: ProblemCounter, *, position: str = "line", skip_undecodable: bool = False
+    source: str,
+    compression: str | None,
+    counter: ProblemCounter,
+    *,
+    position: str = "line",
+    skip_undecodable: bool = False,
 ) -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for every line of a JSON Lines source holding a JSON object.
 
@@ -321,6 +333,8 @@ def iter_json_lines(
                 counter.add("bad_json", _json_error(exc), **where)
             continue
         if type(record) is not dict:
-            counter.add("not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", **where)
+            counter.add(
+                "not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", **where
+            )
             continue
         yield line_no, record

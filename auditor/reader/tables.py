@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -50,11 +50,7 @@ def read_columns(source: str | Path) -> list[str]:
             return list(parquet.schema_arrow.names)
     counter = ProblemCounter(name, None)
     if fmt in ("csv", "tsv"):
-        lines = (line + "\n" for _, line, _ in text_lines(name, compression, counter))
-        header = next(csv.reader(lines, delimiter="\t" if fmt == "tsv" else ","), None)
-        if not header:
-            raise ReadError(name, "empty file, no header row")
-        return header
+        return _CsvRows(name, compression, "\t" if fmt == "tsv" else ",", counter).header
     if fmt == "json":
         frame, _ = read_table(name)
         return [c for c in frame.columns if c != ROW_COLUMN]
@@ -150,47 +146,60 @@ def _frame(records: list[dict[str, Any]], columns: Sequence[str] | None) -> pd.D
     return pd.DataFrame(columns=[*(columns or []), ROW_COLUMN])
 
 
+class _CsvRows:
+    """The rows of a CSV/TSV source with their numbers. A line that is not UTF-8 is noted on
+    the row it belongs to (a quoted field may span lines); a row that cannot be parsed is a
+    ``bad_csv`` problem."""
+
+    def __init__(self, source: str, compression: str | None, delimiter: str, counter: ProblemCounter) -> None:
+        self.source, self.compression, self.counter = source, compression, counter
+        self._notes: list[tuple[int, str]] = []  # of lines not yet assigned to a row
+        self._reader = csv.reader(self._lines(), delimiter=delimiter)
+        try:
+            self.header = next(self._reader)
+        except StopIteration:
+            raise ReadError(source, "empty file, no header row") from None
+        except csv.Error as exc:
+            raise ReadError(source, f"header row is not valid CSV: {exc}") from exc
+        self._assign_notes(None)
+
+    def _lines(self) -> Iterator[str]:
+        for number, line, note in text_lines(self.source, self.compression, self.counter):
+            if note is not None:
+                self._notes.append((number, note))
+            yield line + "\n"
+
+    def _assign_notes(self, row: int | None) -> None:
+        for number, note in self._notes:
+            self.counter.add("encoding", note + READ_AS_CP1252, line=number, row=row)
+        self._notes.clear()
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        row = 0
+        while True:
+            try:
+                values = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                row += 1
+                self.counter.add("bad_csv", f"not valid CSV: {exc}", row=row)
+                continue
+            row += 1
+            self._assign_notes(row)
+            if values:
+                yield row, values
+
+
 def _csv_batches(
     source: str, compression: str | None, delimiter: str, columns: Sequence[str] | None, batch_rows: int
 ) -> Iterator[Batch]:
     counter = ProblemCounter(source, None)
-    notes: list[tuple[int, str]] = []  # encoding notes of lines not yet assigned to a row
-
-    def lines() -> Iterator[str]:
-        for number, line, note in text_lines(source, compression, counter):
-            if note is not None:
-                notes.append((number, note))
-            yield line + "\n"
-
-    reader = csv.reader(lines(), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ReadError(source, "empty file, no header row") from None
-    except csv.Error as exc:
-        raise ReadError(source, f"header row is not valid CSV: {exc}") from exc
-    for number, note in notes:
-        counter.add("encoding", note + READ_AS_CP1252, line=number)
-    notes.clear()
-    keep = list(columns) if columns else header
-    positions = {name: header.index(name) for name in keep if name in header}
+    rows = _CsvRows(source, compression, delimiter, counter)
+    header = rows.header
+    positions = {name: header.index(name) for name in (list(columns) if columns else header) if name in header}
     records: list[dict[str, Any]] = []
-    row = 0
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row += 1
-            counter.add("bad_csv", f"not valid CSV: {exc}", row=row)
-            continue
-        row += 1
-        for number, note in notes:
-            counter.add("encoding", note + READ_AS_CP1252, line=number, row=row)
-        notes.clear()
-        if not values:
-            continue
+    for row, values in rows:
         if len(values) != len(header):
             counter.add("wrong_field_count", f"has {len(values)} fields, the header has {len(header)}", row=row)
             if len(values) < len(header):
@@ -239,7 +248,9 @@ def _json_array_batches(
     records = []
     for row, record in enumerate(document, start=1):
         if not isinstance(record, dict):
-            counter.add("not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", row=row)
+            counter.add(
+                "not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", row=row
+            )
             continue
         if columns:
             record = {c: record.get(c) for c in columns}
@@ -282,9 +293,9 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     if fmt == "parquet":
         frame.to_parquet(tmp, index=False)
     elif fmt == "jsonl":
-        frame.to_json(tmp, orient="records", lines=True, force_ascii=False, compression=compression)
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False, compression=cast(Any, compression))
     elif fmt in ("csv", "tsv"):
-        frame.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",", compression=compression)
+        frame.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",", compression=cast(Any, compression))
     else:
         raise ReadError(str(path), f"cannot write {fmt}; write .csv, .tsv, .jsonl or .parquet")
     tmp.replace(path)

@@ -12,7 +12,7 @@ from auditor.stats import Interval
 REPORT_SCHEMA_VERSION = "1.0"
 
 
-class Warning_(BaseModel):
+class ReportWarning(BaseModel):
     """Something in the input that was repaired, skipped or looks wrong; never fatal."""
 
     kind: str
@@ -141,7 +141,7 @@ class Report(BaseModel):
     vendors: list[VendorReport]
     cross_vendor_duplicate_clusters: list[DuplicateCluster] = Field(default_factory=list)
     human_reference: Diversity | None = None
-    warnings: list[Warning_] = Field(default_factory=list)
+    warnings: list[ReportWarning] = Field(default_factory=list)
 
     def vendor(self, name: str) -> VendorReport:
         for vendor in self.vendors:

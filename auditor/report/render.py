@@ -11,14 +11,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-from auditor.report.models import Report, VendorReport  # noqa: E402
-from auditor.stats import Interval  # noqa: E402
+from auditor.report.models import Report, VendorReport
+from auditor.stats import Interval
 
-_env = Environment(loader=PackageLoader("auditor.report", "templates"), autoescape=select_autoescape(["html", "html.j2"]))
+_env = Environment(
+    loader=PackageLoader("auditor.report", "templates"), autoescape=select_autoescape(["html", "html.j2"])
+)
 
 
 def pct(value: float | None, digits: int = 1) -> str:

@@ -50,7 +50,8 @@ def trend_table(reports: list[tuple[str, Report]], vendor: str | None = None) ->
 
 def _change(frame: pd.DataFrame, i: int) -> str:
     """Against the same vendor's previous audit: 'up'/'down' only when the intervals do not overlap."""
-    if i == 0 or frame.at[i - 1, "vendor"] != frame.at[i, "vendor"]:
+    vendors = frame["vendor"].astype(str).tolist()
+    if i == 0 or vendors[i - 1] != vendors[i]:
         return ""
     before, now = frame.iloc[i - 1], frame.iloc[i]
     if now.ci_low > before.ci_high:

@@ -11,7 +11,7 @@ from auditor.scoring.schema import (
     SchemaError,
     TableSchema,
 )
-from auditor.scoring.scorer import MODELS, NotCalibrated, ReferenceScores, Scorer, cached_scorer, score_table
+from auditor.scoring.scorer import MODELS, NotCalibratedError, ReferenceScores, Scorer, cached_scorer, score_table
 
 __all__ = [
     "FLAGGED",
@@ -22,7 +22,7 @@ __all__ = [
     "SCORED",
     "SIGNAL_PREFIX",
     "SKIP_REASON",
-    "NotCalibrated",
+    "NotCalibratedError",
     "ReferenceScores",
     "SchemaError",
     "Scorer",

@@ -123,7 +123,9 @@ def _signal_columns() -> list[Column]:
         Column(SIGNAL_PREFIX + s, _INT if s == "n_tokens" else _FLOAT, "signal", doc, required=False) for s in SIGNALS
     ]
     columns.append(
-        Column(SIGNAL_PREFIX + "token_truncated", _BOOL, "signal", "scored on its first max_tokens only", required=False)
+        Column(
+            SIGNAL_PREFIX + "token_truncated", _BOOL, "signal", "scored on its first max_tokens only", required=False
+        )
     )
     return columns
 

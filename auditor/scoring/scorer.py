@@ -40,7 +40,7 @@ MODELS = {"lm": "classifier", "fast": "ngram-classifier"}
 _NOT_SIGNALS = {SCORE, SKIP_REASON, "truncated_chars", "spans"}
 
 
-class NotCalibrated(RuntimeError):
+class NotCalibratedError(RuntimeError):
     pass
 
 
@@ -133,7 +133,7 @@ class Scorer:
 
     def require_calibration(self) -> Calibration:
         if self.calibration is None:
-            raise NotCalibrated(
+            raise NotCalibratedError(
                 f"{self.model_dir} has no calibration.json; run `auditor calibrate` for this model first"
             )
         return self.calibration
@@ -162,8 +162,8 @@ class Scorer:
             self._remember(key, fresh.iloc[i])
         rows = []
         position = {i: len(todo) + j for j, i in enumerate(misses)}
-        for i, key in enumerate(keys):
-            rows.append(fresh.iloc[position[i]] if key is None else self._memo[key])
+        for i, text_key in enumerate(keys):
+            rows.append(fresh.iloc[position[i]] if text_key is None else self._memo[text_key])
         return pd.DataFrame(rows, columns=fresh.columns).reset_index(drop=True) if rows else fresh
 
     def detect_all(
@@ -192,12 +192,14 @@ class Scorer:
         """llm_probability per text (NaN where skipped)."""
         return self.detect(texts)[PROBABILITY].to_numpy(dtype=float)
 
-    def unseen(self, texts: Sequence[Any]) -> list:
+    def unseen(self, texts: Sequence[Any]) -> list[Any]:
         """The texts :meth:`detect` would score for this batch, counting as seen the texts of
         batches sent out with :meth:`reserve` but not yet back (for distributed scoring)."""
         keys = [t if isinstance(t, str) else None for t in texts]
-        todo = dict.fromkeys(k for k in keys if k is not None and k not in self._memo and k not in self._reserved)
-        return list(todo) + [t for t, k in zip(texts, keys, strict=True) if k is None]
+        todo: list[Any] = list(
+            dict.fromkeys(k for k in keys if k is not None and k not in self._memo and k not in self._reserved)
+        )
+        return todo + [t for t, k in zip(texts, keys, strict=True) if k is None]
 
     def reserve(self, texts: Sequence[Any]) -> None:
         """Mark texts as on their way into the memo, evicting as :meth:`_remember` will."""

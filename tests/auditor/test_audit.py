@@ -212,7 +212,12 @@ def test_an_interrupted_audit_resumes_without_rescoring(delivery, scorer, tmp_pa
     total_chunks = len(list((tmp_path / ".work").glob("chunk-*.parquet")))
     assert len(calls) == total_chunks - 4
     fresh = run_audit(
-        paths, options.model_copy(update={"resume": False}), tmp_path / "fresh", scorer, settings, unreadable,
+        paths,
+        options.model_copy(update={"resume": False}),
+        tmp_path / "fresh",
+        scorer,
+        settings,
+        unreadable,
         embeddings=False,
     )
     assert [v.prevalence for v in fresh.vendors] == [v.prevalence for v in resumed.vendors]

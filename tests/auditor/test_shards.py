@@ -27,6 +27,7 @@ from auditor.reader import core as shards
 def shard_format(shard: str) -> tuple[str, str | None]:
     return shards.describe_format(shard, documents=True)
 
+
 N_RECORDS = 400
 
 
