@@ -149,7 +149,7 @@ def score(
     """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal."""
     _quiet_libraries()
     from auditor.reader import describe_format
-    from auditor.scoring import FLAGGED, NotCalibratedError, score_table
+    from auditor.scoring import FLAGGED, SCORED, NotCalibratedError, score_table
 
     try:
         describe_format(out)
@@ -163,7 +163,10 @@ def score(
         fail(str(exc))
     with progress_bar(f"scoring {input.name}", len(frame)) as advance:
         scored = score_table(scorer, frame, text_col, advance)
-    write_table(scored, out)
+    if describe_format(out)[0] == "parquet":
+        SCORED.write_parquet(scored, out)  # typed by the schema (a column of nulls stays a string column)
+    else:
+        write_table(scored, out)
     skipped = scored["skip_reason"].notna().sum()
     console.print(
         f"scored {len(scored) - skipped} of {len(scored)} rows ({skipped} skipped, see skip_reason); "

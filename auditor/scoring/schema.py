@@ -111,6 +111,7 @@ class TableSchema:
     def write_parquet(self, frame: pd.DataFrame, path: Path) -> Path:
         """Validate and write atomically (a partial file, then renamed)."""
         table = self.to_arrow(self.conform(frame))
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
         pq.write_table(table, tmp)
         tmp.replace(path)

@@ -12,7 +12,10 @@ from auditor.reader import read_columns, read_table, require_columns, write_tabl
 ROWS = pd.DataFrame({"id": ["a", "b", "c"], "answer": ["First text.", "Zweiter Text, ß.", "第三個"], "n": [1, 2, 3]})
 
 
-@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl", "d.jsonl.gz", "d.csv.gz", "d.jsonl.zst", "d.parquet"])
+@pytest.mark.parametrize(
+    "name",
+    ["d.csv", "d.tsv", "d.jsonl", "d.jsonl.gz", "d.csv.gz", "d.jsonl.zst", "d.jsonl.bz2", "d.csv.xz", "d.parquet"],
+)
 def test_round_trip_every_format(tmp_path, name):
     path = write_table(ROWS, tmp_path / name)
     frame, problems = read_table(path)

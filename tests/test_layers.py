@@ -1,0 +1,62 @@
+"""The architecture as the imports show it: detectors under the auditor, the auditor under the
+service, no cycles between the detectors' modules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Modules a file imports (with ``top_level_only``: at module level, outside functions and
+    ``if TYPE_CHECKING`` blocks)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def package_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", package_files("detectors"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_detectors_import_nothing_above_them(path):
+    above = {m for m in imports(path) if m.split(".")[0] in ("auditor", "api")}
+    assert not above, f"{path.name} imports {above}"
+
+
+@pytest.mark.parametrize("path", package_files("auditor"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_auditor_does_not_import_the_service_at_module_level(path):
+    service = {m for m in imports(path, top_level_only=True) if m.split(".")[0] == "api"}
+    assert not service, f"{path.name} imports {service} when it is imported"
+
+
+def test_importing_the_command_line_loads_no_service_module():
+    code = "import sys, auditor.cli, auditor.audit, auditor.gate; print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_minhash_and_the_reference_index_do_not_import_each_other():
+    minhash = imports(ROOT / "detectors" / "minhash.py")
+    reference = imports(ROOT / "detectors" / "reference.py")
+    assert "detectors.reference" not in minhash and "detectors.minhash" in reference
+
+
+def test_service_settings_live_in_the_service():
+    from api.settings import ServiceSettings
+    from auditor.config import Settings
+
+    assert "database_url" not in Settings.model_fields and "database_url" in ServiceSettings.model_fields
