@@ -7,11 +7,12 @@ thing wrong inside a source that did not stop the reading) and :class:`ProblemCo
 through fsspec (local paths and any fsspec URL: ``file://``, ``memory://``, ``s3://`` ...);
 and turning bytes into decoded lines with damage detection.
 
-Compression. ``.gz`` and ``.zst`` are decompressed here as a stream: those codecs are how
-shards and deliveries arrive, and a reader must say *where* a stream breaks (a cut-short
-file, a CRC or checksum mismatch) and keep every line before the damage; fsspec's codecs
-stop silently at a cut zstd frame and lose the last block of a corrupt gzip member.
-``.bz2`` and ``.xz`` go through fsspec's own compression inference (``compression="infer"``).
+Compression. ``.gz`` and ``.zst`` are decompressed here as a stream (gzip by the standard
+library's ``GzipFile``, zstd frame by frame): those codecs are how shards and deliveries
+arrive, and a reader must say *where* a stream breaks (a cut-short file, a CRC or checksum
+mismatch) and keep every line before the damage; ``zstandard``'s stream reader (what fsspec
+uses for zstd here) ends silently at a cut frame. ``.bz2`` and ``.xz`` go through fsspec's own compression
+inference (``compression="infer"``), where reporting the damage as an error is enough.
 Every stream's first bytes are checked against its name (a plain file named ``.gz``, a
 gzip file named ``.jsonl``, UTF-16 or binary data where text is expected): such a source is
 refused with a :class:`ReadError` before anything is read from it.
