@@ -46,7 +46,7 @@ from auditor.reader.core import (
 
 READ_CHUNK_ROWS = 1 << 14  # rows per record batch when re-reading Parquet records
 _FIELDS_SHOWN = 5
-_JSON_KINDS = {
+JSON_KINDS = {
     dict: "an object",
     list: "an array",
     str: "a string",
@@ -143,7 +143,7 @@ def _classify_text(record: dict, text: Any, text_field: str) -> tuple[str, str]:
         return "missing_text_field", f"no {text_field!r} field; the record has {shown or 'no fields'}{more}"
     if text is None or isinstance(text, str):
         return "empty_text", f"{text_field!r} is {'null' if text is None else 'empty or only whitespace'}"
-    return "text_not_string", f"{text_field!r} holds {_JSON_KINDS.get(type(text), type(text).__name__)}, not a string"
+    return "text_not_string", f"{text_field!r} holds {JSON_KINDS.get(type(text), type(text).__name__)}, not a string"
 
 
 def _jsonl_documents(  # noqa: C901 - the hot loop of the gate, kept in one piece for speed
@@ -173,7 +173,7 @@ def _jsonl_documents(  # noqa: C901 - the hot loop of the gate, kept in one piec
                     continue
                 seen += 1
                 if type(record) is not dict:
-                    found = _JSON_KINDS.get(type(record), "null")
+                    found = JSON_KINDS.get(type(record), "null")
                     tally.add("not_an_object", f"expected a JSON object, found {found}", line=line_no)
                     continue
                 text = record.get(text_field)
@@ -334,7 +334,7 @@ def iter_json_lines(
             continue
         if type(record) is not dict:
             counter.add(
-                "not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", **where
+                "not_an_object", f"expected a JSON object, found {JSON_KINDS.get(type(record), 'null')}", **where
             )
             continue
         yield line_no, record

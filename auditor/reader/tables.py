@@ -31,7 +31,7 @@ from auditor.reader.core import (
     row_group_batches,
     text_lines,
 )
-from auditor.reader.documents import _JSON_KINDS, iter_json_lines
+from auditor.reader.documents import JSON_KINDS, iter_json_lines
 
 ROW_COLUMN = "_row"
 csv.field_size_limit(1 << 30)
@@ -249,7 +249,7 @@ def _json_array_batches(
     for row, record in enumerate(document, start=1):
         if not isinstance(record, dict):
             counter.add(
-                "not_an_object", f"expected a JSON object, found {_JSON_KINDS.get(type(record), 'null')}", row=row
+                "not_an_object", f"expected a JSON object, found {JSON_KINDS.get(type(record), 'null')}", row=row
             )
             continue
         if columns:
