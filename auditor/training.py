@@ -25,7 +25,7 @@ from auditor.config import Settings
 from auditor.corpus import EVALUATION_ONLY_DOMAINS
 from auditor.features import FeatureStore
 from detectors.bundle import save_bundle
-from detectors.classifier import LMTextClassifier
+from detectors.classifier import FEATURE_LAYERS, LMTextClassifier
 from detectors.perplexity import MACHINE_DIRECTION, PerplexityDetector
 
 
@@ -60,6 +60,8 @@ def feature_detector(settings: Settings) -> PerplexityDetector:
         device=settings.device,
         dtype=settings.dtype,
         embeddings=True,
+        pool_layers=FEATURE_LAYERS,
+        histograms=True,
         spans=False,
         cache_dir=str(settings.cache_dir),
     )
@@ -111,7 +113,7 @@ def train_bundle(
 
 
 # ------------------------------------------------------------------ fast n-gram model
-FAST_MODEL = "fast-ngram-v1"
+FAST_MODEL = "fast-ngram-v2"
 
 
 def fast_model_dir(settings: Settings) -> Path:
@@ -140,6 +142,8 @@ def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[st
 
     say = progress or (lambda _: None)
     corpus = load_corpus()
+    # the label policy for edited text: light and moderate polish are neither class
+    corpus = corpus[corpus["train_label"].notna()].assign(label=lambda f: f["train_label"].astype(int))
     train = corpus[corpus["split"] == "train"]
     say(f"training the fast n-gram classifier on {len(train)} texts")
     detector = NgramClassifier().fit(train["text"].tolist(), train["label"].to_numpy())
