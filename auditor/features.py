@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 
 from detectors.classifier import EMBEDDING
-from detectors.perplexity import PerplexityDetector
+from detectors.perplexity import HISTOGRAM, PerplexityDetector
 
 _KEY = "text_key"
-_OUTPUT_SETTINGS = ("model", "max_tokens", "min_k", "embeddings", "pool_layers")
+_OUTPUT_SETTINGS = ("model", "max_tokens", "min_k", "embeddings", "pool_layers", "histograms")
+_VECTORS = (EMBEDDING, HISTOGRAM)
 
 
 def text_key(text: str) -> str:
@@ -56,10 +57,11 @@ class FeatureStore:
             batch = missing[start : start + chunk]
             frame = self.detector.detect([todo_texts[k] for k in batch]).drop(columns=["spans"], errors="ignore")
             frame.insert(0, _KEY, batch)
-            if EMBEDDING in frame:
-                frame[EMBEDDING] = [
-                    np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) else None for v in frame[EMBEDDING]
-                ]
+            for column in _VECTORS:
+                if column in frame:
+                    frame[column] = [
+                        np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) else None for v in frame[column]
+                    ]
             shard = self.dir / f"part-{len(list(self.dir.glob('part-*.parquet'))):05d}.parquet"
             frame.to_parquet(shard)
             fresh.append(frame)
@@ -67,6 +69,7 @@ class FeatureStore:
                 progress(len(batch))
         table = pd.concat([cached, *fresh], ignore_index=True).drop_duplicates(_KEY).set_index(_KEY)
         result = table.loc[keys].reset_index(drop=True)
-        if EMBEDDING in result:
-            result[EMBEDDING] = [np.asarray(v, dtype=np.float32) if v is not None else None for v in result[EMBEDDING]]
+        for column in _VECTORS:
+            if column in result:
+                result[column] = [np.asarray(v, dtype=np.float32) if v is not None else None for v in result[column]]
         return result

@@ -1,9 +1,10 @@
 """The LM-text classifier: a scikit-learn estimator over what the causal LM sees in a text.
 
 Features per text are the perplexity detector's scalar signals (likelihood, rank,
-entropy, Fast-DetectGPT, Binoculars-style ratio, Min-K%, length) and its hidden states
-mean-pooled over the text at a middle and the last layer. A small network (or a logistic
-regression) maps them to a probability, calibrated by sigmoid scaling across folds.
+entropy, Fast-DetectGPT, Binoculars-style ratio, Min-K%, length), the shares of its tokens
+in bins of rank, log-probability, entropy and surprise (GLTR-style histograms), and its
+hidden states mean-pooled over the text at every fourth layer. A small network (or a
+logistic regression) maps them to a probability, calibrated by sigmoid scaling across folds.
 
 Probabilities are calibrated for equal priors (classes are weighted to balance), i.e.
 ``p / (1 - p)`` is the likelihood ratio of "LLM-written" against "human-written". The
@@ -23,21 +24,39 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.class_weight import compute_sample_weight
 
 from detectors.base import SCORE, SKIP_REASON, Detector, register
-from detectors.perplexity import SIGNALS, PerplexityDetector
+from detectors.perplexity import HISTOGRAM, SIGNALS, PerplexityDetector
 
 EMBEDDING = "lm_embedding"
+# Hidden states pooled for the classifier: no single layer carries the signal on texts from
+# an unseen source; every fourth layer of SmolLM2's 30 did best on held-out data sets
+# (benchmarks/detection.py).
+FEATURE_LAYERS = (4, 8, 12, 16, 20, 24, -1)
 _SCALAR_FEATURES = [s for s in SIGNALS if s != "n_tokens"]
 
 
-def feature_matrix(signals: pd.DataFrame) -> np.ndarray:
-    """Model inputs from a perplexity frame (rows of scored texts only)."""
+def _vectors(signals: pd.DataFrame, column: str) -> np.ndarray:
+    return np.stack(signals[column].to_numpy()) if column in signals else np.empty((len(signals), 0))
+
+
+def feature_matrix(
+    signals: pd.DataFrame,
+    pool_layers: tuple[int, ...] = (),
+    layers: tuple[int, ...] | None = None,
+    histograms: bool = True,
+) -> np.ndarray:
+    """Model inputs from a perplexity frame (rows of scored texts only). The embedding holds
+    ``pool_layers`` side by side; ``layers`` picks some of them (``None``: all)."""
     scalars = signals[_SCALAR_FEATURES].to_numpy(dtype=np.float64)
     length = np.log1p(signals["n_tokens"].to_numpy(dtype=np.float64))[:, None]
-    embedding = np.stack(signals[EMBEDDING].to_numpy()) if EMBEDDING in signals else np.empty((len(signals), 0))
-    return np.nan_to_num(np.hstack([scalars, length, embedding]), nan=0.0, posinf=0.0, neginf=0.0)
+    embedding = _vectors(signals, EMBEDDING)
+    if layers is not None and embedding.shape[1]:
+        width = embedding.shape[1] // len(pool_layers)
+        columns = [np.arange(b * width, (b + 1) * width) for b in map(list(pool_layers).index, layers)]
+        embedding = embedding[:, np.concatenate(columns)] if columns else embedding[:, :0]
+    histogram = _vectors(signals, HISTOGRAM) if histograms else np.empty((len(signals), 0))
+    return np.nan_to_num(np.hstack([scalars, length, histogram, embedding]), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 @register
@@ -45,19 +64,22 @@ class LMTextClassifier(ClassifierMixin, Detector):
     """Probability that a text was written by an LLM.
 
     ``lm`` is the :class:`PerplexityDetector` whose signals and pooled hidden states are
-    the features (it must be configured with ``embeddings=True``). ``model`` is ``"mlp"``
-    or ``"logistic"``. ``fit(texts, y)`` / ``predict_proba(texts)`` follow scikit-learn;
+    the features (it must be configured with ``embeddings=True``). ``layers`` picks which of
+    its pooled layers to use (``None``: all), ``histograms`` whether to use its token
+    histograms when it makes them. ``model`` is ``"mlp"`` or ``"logistic"``. ``fit(texts, y)`` / ``predict_proba(texts)`` follow scikit-learn;
     ``fit_features``/``predict_proba_features`` take precomputed perplexity frames so that
     training and evaluation can reuse one expensive LM pass.
     """
 
     name = "classifier"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
         lm: PerplexityDetector | None = None,
         model: str = "mlp",
+        layers: tuple[int, ...] | None = None,
+        histograms: bool = True,
         hidden_units: int = 128,
         alpha: float = 1e-2,
         C: float = 0.05,
@@ -66,6 +88,8 @@ class LMTextClassifier(ClassifierMixin, Detector):
     ):
         self.lm = lm
         self.model = model
+        self.layers = layers
+        self.histograms = histograms
         self.hidden_units = hidden_units
         self.alpha = alpha
         self.C = C
@@ -85,15 +109,26 @@ class LMTextClassifier(ClassifierMixin, Detector):
         return self
 
     # --------------------------------------------------------------- training
-    def fit(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> LMTextClassifier:
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[int] | None = None, sample_weight: Sequence[float] | None = None
+    ) -> LMTextClassifier:
         if labels is None:
             raise ValueError("the classifier is supervised: pass labels (1 = LLM-written, 0 = human)")
         signals = self.lm_.detect(texts)
-        return self.fit_features(signals, np.asarray(labels))
+        return self.fit_features(signals, np.asarray(labels), sample_weight)
 
-    def fit_features(self, signals: pd.DataFrame, labels: np.ndarray) -> LMTextClassifier:
+    def features(self, signals: pd.DataFrame) -> np.ndarray:
+        return feature_matrix(signals, tuple(self.lm_.pool_layers), self.layers, self.histograms)
+
+    def fit_features(
+        self, signals: pd.DataFrame, labels: np.ndarray, sample_weight: Sequence[float] | None = None
+    ) -> LMTextClassifier:
+        """``sample_weight`` (e.g. ``auditor.corpus.training_weights``) sets how much each text
+        counts; the classes are balanced on top of it either way."""
         usable = signals[SKIP_REASON].isna().to_numpy() if SKIP_REASON in signals else np.ones(len(signals), bool)
-        x, y = feature_matrix(signals[usable]), np.asarray(labels)[usable].astype(int)
+        x, y = self.features(signals[usable]), np.asarray(labels)[usable].astype(int)
+        weight = np.ones(len(signals)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        weight = weight[usable]
         if len(np.unique(y)) != 2:
             raise ValueError("training needs both human (0) and LLM-written (1) examples")
         folds = min(self.calibration_folds, int(np.bincount(y).min()))
@@ -103,7 +138,7 @@ class LMTextClassifier(ClassifierMixin, Detector):
         # weights (a Pipeline would not route sample_weight to it).
         scaler = StandardScaler().fit(x)
         calibrated = CalibratedClassifierCV(self._base_model(), method="sigmoid", cv=folds)
-        calibrated.fit(scaler.transform(x), y, sample_weight=compute_sample_weight("balanced", y))
+        calibrated.fit(scaler.transform(x), y, sample_weight=_balanced(weight, y))
         self.model_ = Pipeline([("scale", scaler), ("classify", calibrated)])
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = x.shape[1]
@@ -133,7 +168,7 @@ class LMTextClassifier(ClassifierMixin, Detector):
         out = np.full((len(signals), 2), np.nan)
         usable = signals[SKIP_REASON].isna().to_numpy() if SKIP_REASON in signals else np.ones(len(signals), bool)
         if usable.any():
-            out[usable] = self.model_.predict_proba(feature_matrix(signals[usable]))
+            out[usable] = self.model_.predict_proba(self.features(signals[usable]))
         return out
 
     def predict(self, texts: Sequence[Any]) -> np.ndarray:
@@ -152,3 +187,11 @@ class LMTextClassifier(ClassifierMixin, Detector):
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("LMTextClassifier is not fitted: call fit() or load a trained bundle")
+
+
+def _balanced(weight: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Weights rescaled so both classes weigh the same in total, mean 1."""
+    out = weight.astype(float).copy()
+    for label in (0, 1):
+        out[y == label] *= len(y) / (2 * out[y == label].sum())
+    return out
