@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(8192, ge=256, description="padded tokens per LM batch")
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = Field(
+        "auto", description="int8 linear layers for the LM: auto (on CPUs without native bf16), int8 or none"
+    )
     reference_index: str | None = Field(
         None, description="near-duplicate reference index: file path or redis://host:port/db#name"
     )

@@ -36,7 +36,7 @@ KNOWN_SAFE_TYPES = [
     "sklearn.calibration._SigmoidCalibration",
 ]
 # Settings that change what the LM computes must match training; these may be overridden.
-RUNTIME_LM_SETTINGS = {"device", "dtype", "compile", "batch_tokens", "head_chunk", "spans", "cache_dir"}
+RUNTIME_LM_SETTINGS = {"device", "dtype", "quantize", "compile", "batch_tokens", "head_chunk", "spans", "cache_dir"}
 
 
 class UntrustedModelFile(RuntimeError):

@@ -80,6 +80,7 @@ def _runtime(kind: str, settings: Settings) -> dict[str, Any]:
     return {
         "device": settings.device,
         "dtype": settings.dtype,
+        "quantize": settings.quantize,
         "batch_tokens": settings.batch_tokens,
         "cache_dir": str(settings.cache_dir),
     }
