@@ -1,11 +1,20 @@
-"""Detection quality on real data: each signal, the combined classifier and a TF-IDF baseline.
+"""Detection quality on real data: each signal, the combined classifier, the previous
+classifier configuration and a TF-IDF baseline.
 
-    # generalisation over ../shared/datasets: leave-one-generator-out, leave-one-domain-out
-    # (the combined model and the baseline are retrained per fold), TOEFL false positives, GPTurk
-    python benchmarks/detection.py [--cap 50] [--kinds generator domain evaluation] [--out FILE.md]
+    # generalisation over ../shared/datasets: leave-one-data-set-out (a whole source), leave-one-
+    # generator-out, leave-one-domain-out (every model is retrained per fold), TOEFL false
+    # positives, GPTurk, and flag rates per source and per edit kind at the operating threshold
+    python benchmarks/detection.py [--cap 30] [--kinds source generator domain evaluation operating] [--out FILE.md]
 
     # the same folds for the alternative classifier configurations in VARIANTS
-    python benchmarks/detection.py --cap 25 --variants   # -> benchmarks/results/detection_variants.md
+    python benchmarks/detection.py --variants   # -> benchmarks/results/detection_variants.md
+
+The sample is the default model's training sample (``auditor.corpus.training_sample``).
+Every model trains on the train split of the folds that remain, classes balanced (variants
+marked "source weights" weight by ``auditor.corpus.training_weights``), with the label policy
+for edited text (light and moderate polish are in no fold;
+the per-edit table reports them). Held-out sets without human texts are tested against the
+test split of their human counterparts (``auditor.corpus.COUNTERPARTS``).
 
     # the shipped model on any JSONL file with the shared schema (text, label, generator, domain)
     python benchmarks/detection.py --data FILE.jsonl
@@ -37,11 +46,19 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.calibration import conformal_threshold  # noqa: E402
 from auditor.config import Settings  # noqa: E402
-from auditor.corpus import load_corpus, normalise_generator, stratified_sample, strip_artefacts  # noqa: E402
+from auditor.corpus import (  # noqa: E402
+    COUNTERPARTS,
+    counterpart_humans,
+    load_corpus,
+    normalise_generator,
+    strip_artefacts,
+    training_sample,
+    training_weights,
+)
 from auditor.features import FeatureStore, text_key  # noqa: E402
 from auditor.training import feature_detector  # noqa: E402
 from detectors.bundle import load_bundle  # noqa: E402
-from detectors.classifier import EMBEDDING, LMTextClassifier  # noqa: E402
+from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier  # noqa: E402
 
 ZERO_SHOT = [
     "ll_mean",
@@ -77,19 +94,25 @@ def baseline() -> object:
     )
 
 
-def _lm_classifier(drop: tuple[str, ...] = (), **params):
-    """A combined-classifier configuration: ``LMTextClassifier(**params)`` on the LM
-    features without the columns in ``drop``."""
+def _lm_classifier(weighted: bool = True, **params):
+    """A combined-classifier configuration: ``LMTextClassifier(**params)`` on the LM features,
+    trained with ``training_weights`` (or plain class balance when not ``weighted``)."""
 
     def fit(bench: Bench, train: np.ndarray):
-        model = LMTextClassifier(lm=bench.detector, **params).fit_features(bench.features(train, drop), bench.y[train])
-        return lambda rows: model.predict_proba_features(bench.features(rows, drop))[:, 1]
+        rows = train & bench.trainable
+        weight = training_weights(bench.sample[rows]) if weighted else None
+        model = LMTextClassifier(lm=bench.detector, **params).fit_features(
+            bench.features(rows), bench.y[rows], sample_weight=weight
+        )
+        return lambda rows: model.predict_proba_features(bench.features(rows))[:, 1]
 
     return fit
 
 
 def _tfidf(bench: Bench, train: np.ndarray):
-    model = baseline().fit(bench.texts[train], bench.y[train])
+    rows = train & bench.trainable
+    model = baseline()
+    model.fit(bench.texts[rows], bench.y[rows], logisticregression__sample_weight=training_weights(bench.sample[rows]))
     return lambda rows: model.predict_proba(bench.texts[rows])[:, 1]
 
 
@@ -103,16 +126,26 @@ def _mean_of(*fits):
     return fit
 
 
-# The shipped configuration and the baseline the issue names; every run measures these.
-MODELS = {"combined": _lm_classifier(), "tfidf_lr": _tfidf}
+# The shipped configuration (classifier v2: scalars, token histograms, layers 16 and last), the
+# previous one (v1: no histograms) retrained on the same folds, and the baseline the issue names.
+MODELS = {
+    "combined": _lm_classifier(weighted=False, layers=SHIPPED_LAYERS),
+    "v1 config": _lm_classifier(weighted=False, layers=SHIPPED_LAYERS, histograms=False),
+    "tfidf_lr": _tfidf,
+}
 # Alternatives measured with --variants on the same folds (benchmarks/results/detection_variants.md).
 VARIANTS = {
-    "logistic (all features)": _lm_classifier(model="logistic"),
-    "mlp, strong L2 (alpha 1)": _lm_classifier(alpha=1.0),
-    "mlp, scalar signals only": _lm_classifier(drop=(EMBEDDING,)),
-    "logistic, scalar signals only": _lm_classifier(drop=(EMBEDDING,), model="logistic", C=1.0),
-    "combined + tfidf (mean)": _mean_of(_lm_classifier(), _tfidf),
+    "combined, source weights": _lm_classifier(layers=SHIPPED_LAYERS),
+    "combined, every fourth layer": _lm_classifier(weighted=False),
+    "combined, every fourth layer, source weights": _lm_classifier(),
+    "logistic (all features)": _lm_classifier(weighted=False, layers=SHIPPED_LAYERS, model="logistic"),
+    "logistic, scalars + histograms": _lm_classifier(weighted=False, layers=(), model="logistic", C=1.0),
+    "combined + logistic scalars/histograms (mean)": _mean_of(
+        _lm_classifier(weighted=False, layers=SHIPPED_LAYERS),
+        _lm_classifier(weighted=False, layers=(), model="logistic", C=1.0),
+    ),
 }
+MIN_FOLD = 20  # texts of each class a held-out fold needs
 
 
 class Bench:
@@ -123,28 +156,54 @@ class Bench:
         self.detector = detector
         self.models = models or MODELS
         self.y = self.sample["label"].to_numpy()
+        # light and moderate polish are neither class (auditor.corpus): reported per edit kind only
+        self.trainable = self.sample["train_label"].notna().to_numpy()
+        self.in_pool = self.trainable & ~self.sample["split"].eq("eval").to_numpy()
         self.texts = self.sample["text"].to_numpy(dtype=object)
-        train = (self.sample["split"] == "train").to_numpy()
+        self.split = {name: self.sample["split"].eq(name).to_numpy() for name in ("train", "calibration", "test")}
+        train = self.split["train"] & self.trainable
         # Orient each zero-shot signal once, on training rows, so that higher = more LLM-like.
         self.orientation = {
             s: (1.0 if auroc(self.y[train], self.signals.loc[train, s].to_numpy()) >= 0.5 else -1.0) for s in ZERO_SHOT
         }
 
-    def features(self, rows: np.ndarray, drop: tuple[str, ...] = ()) -> pd.DataFrame:
-        return self.signals[rows].drop(columns=list(drop)).reset_index(drop=True)
+    def features(self, rows: np.ndarray) -> pd.DataFrame:
+        return self.signals[rows].reset_index(drop=True)
 
-    def fold(self, train: np.ndarray, test: np.ndarray, calibration: np.ndarray) -> dict[str, dict[str, float]]:
+    def counterparts(self, machine: np.ndarray) -> np.ndarray:
+        """Test-split human stand-ins for the machine-only cells among ``machine`` rows."""
+        mask = np.zeros(len(self.sample), bool)
+        cells = self.sample.loc[machine, ["dataset", "domain"]].drop_duplicates().itertuples(index=False)
+        for dataset, domain in cells:
+            for key in ((dataset, domain), (dataset, None)):
+                if key in COUNTERPARTS:
+                    mask |= counterpart_humans(self.sample, *key).to_numpy()
+        return mask & self.split["test"] & self.trainable
+
+    def fold(self, train: np.ndarray, test: np.ndarray, calibration: np.ndarray) -> dict[str, dict[str, float]] | None:
         """Train every model on ``train``; threshold on ``calibration`` humans; score ``test``."""
         y_test = self.y[test]
+        if min((y_test == 0).sum(), (y_test == 1).sum()) < MIN_FOLD:
+            return None
         results = {}
         for name, fit in self.models.items():
             predict = fit(self, train)
-            threshold = conformal_threshold(predict(calibration & (self.y == 0)), TARGET_FPR)
+            threshold = conformal_threshold(predict(calibration & self.trainable & (self.y == 0)), TARGET_FPR)
             results[name] = self._metrics(y_test, predict(test), threshold)
         for signal in ZERO_SHOT:
             scores = self.orientation[signal] * self.signals.loc[test, signal].to_numpy()
             results[signal] = {"auroc": auroc(y_test, scores), "tpr1": tpr_at_fpr(y_test, scores)}
         return results
+
+    def held_out(self, kind: str, name: str, held: np.ndarray, humans: np.ndarray) -> list[dict]:
+        """One fold: ``held`` rows leave training and calibration; the test set is their
+        machine texts and ``humans`` (their own humans, or counterparts where they have none)."""
+        test = self.in_pool & ((held & (self.y == 1)) | humans)
+        results = self.fold(self.split["train"] & ~held, test, self.split["calibration"] & ~held)
+        if results is None:
+            return []
+        print(f"  held out {kind} {name}", flush=True)
+        return _rows(kind, name, results)
 
     @staticmethod
     def _metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -158,59 +217,100 @@ class Bench:
         }
 
 
+def source_runs(bench: Bench) -> pd.DataFrame:
+    """Leave one data set out: a whole source (its generators, domains and collection style) is
+    held out; sets without human texts are tested against their counterparts' test split."""
+    s, rows = bench.sample, []
+    for source in sorted(s.loc[bench.in_pool, "source"].unique()):
+        held = s["source"].eq(source).to_numpy()
+        humans = held & (bench.y == 0)
+        if not humans.any():
+            humans = bench.counterparts(held)
+        rows += bench.held_out("source", source, held, humans)
+    return pd.DataFrame(rows)
+
+
 def generator_runs(bench: Bench) -> pd.DataFrame:
-    s = bench.sample
-    in_pool = ~s["split"].eq("eval").to_numpy()
-    train_split, cal_split, test_split = (s["split"].eq(x).to_numpy() for x in ("train", "calibration", "test"))
-    rows = []
-    for generator in sorted(set(s["generator"]) - {"human"}):
-        is_gen = s["generator"].eq(generator).to_numpy()
-        domains = s.loc[is_gen, "domain"].unique()
-        in_domains = s["domain"].isin(domains).to_numpy()
-        test = in_pool & in_domains & (is_gen | (test_split & (bench.y == 0)))
-        train = train_split & ~is_gen
-        rows += _rows("generator", generator, bench.fold(train, test, cal_split & ~is_gen))
-        print(f"  held out generator {generator}", flush=True)
+    """Leave one generator out; its humans: test-split humans of the cells it wrote in."""
+    s, rows = bench.sample, []
+    for generator in sorted(set(s.loc[bench.in_pool, "generator"]) - {"human"}):
+        held = s["generator"].eq(generator).to_numpy()
+        cells = s.loc[held, ["dataset", "domain"]].drop_duplicates()
+        same_cells = s[["dataset", "domain"]].merge(cells, how="left", indicator=True)["_merge"].eq("both")
+        humans = same_cells.to_numpy() & (bench.y == 0) & bench.split["test"]
+        rows += bench.held_out("generator", generator, held, humans | bench.counterparts(held))
     return pd.DataFrame(rows)
 
 
 def domain_runs(bench: Bench) -> pd.DataFrame:
-    s = bench.sample
-    in_pool = ~s["split"].eq("eval").to_numpy()
-    train_split, cal_split = (s["split"].eq(x).to_numpy() for x in ("train", "calibration"))
-    rows = []
-    for domain in sorted(s.loc[in_pool, "domain"].unique()):
-        is_domain = s["domain"].eq(domain).to_numpy()
-        if len(np.unique(bench.y[is_domain])) < 2:
-            continue
-        rows += _rows(
-            "domain", domain, bench.fold(train_split & ~is_domain, in_pool & is_domain, cal_split & ~is_domain)
-        )
-        print(f"  held out domain {domain}", flush=True)
+    s, rows = bench.sample, []
+    for domain in sorted(s.loc[bench.in_pool, "domain"].unique()):
+        held = s["domain"].eq(domain).to_numpy()
+        humans = held & (bench.y == 0)
+        rows += bench.held_out("domain", domain, held, humans if humans.any() else bench.counterparts(held))
     return pd.DataFrame(rows)
 
 
 def evaluation_only(bench: Bench) -> pd.DataFrame:
     """TOEFL (non-native) essays and GPTurk: never in training; model trained on the train split."""
     s = bench.sample
-    train, cal = s["split"].eq("train").to_numpy(), s["split"].eq("calibration").to_numpy()
+    train, cal = bench.split["train"], bench.split["calibration"]
     rows = []
     for name, mask in (
         ("TOEFL essays (non-native humans vs GPT-4-polished)", s["domain"].eq("toefl_essay_nonnative")),
         ("US 8th-grade essays (native), test split", s["domain"].eq("us_8th_grade_essay") & s["split"].eq("test")),
         ("GPTurk labelled summaries (train.json + test.json)", s["dataset"].eq("gpturk")),
     ):
-        rows += _rows("evaluation-only", name, bench.fold(train, mask.to_numpy(), cal))
+        rows += _rows("evaluation-only", name, bench.fold(train, mask.to_numpy() & bench.trainable, cal) or {})
     return pd.DataFrame(rows)
+
+
+def operating_point_runs(bench: Bench) -> pd.DataFrame:
+    """The combined model trained on the train split, threshold for 1% FPR on calibration
+    humans; flag rates on the test split per source (FPR and TPR) and per edit kind (all
+    edited texts, light polish included, whatever the label policy does with them)."""
+    s = bench.sample
+    predict = bench.models["combined"](bench, bench.split["train"])
+    threshold = conformal_threshold(predict(bench.split["calibration"] & bench.trainable & (bench.y == 0)), TARGET_FPR)
+    test = bench.split["test"]
+    flagged = predict(test) > threshold
+    part = s[test].assign(flagged=flagged)
+    rows = []
+    for (source, label), cell in part[part["train_label"].notna()].groupby(["source", "label"]):
+        rate = "fpr_op" if label == 0 else "tpr_op"
+        rows.append(
+            {
+                "kind": "per-source",
+                "held_out": source,
+                "model": "combined",
+                rate: cell["flagged"].mean(),
+                "n_human" if label == 0 else "n_machine": len(cell),
+            }
+        )
+    for (tier, edit), cell in part[part["edit"].ne("none")].groupby(["edit_tier", "edit"]):
+        rows.append(
+            {
+                "kind": "per-edit",
+                "held_out": f"{tier}: {edit}",
+                "model": "combined",
+                "tpr_op": cell["flagged"].mean(),
+                "n_machine": len(cell),
+            }
+        )
+    return pd.DataFrame(rows).groupby(["kind", "held_out", "model"], as_index=False).first()
 
 
 def _rows(kind: str, held_out: str, results: dict) -> list[dict]:
     return [{"kind": kind, "held_out": held_out, "model": model, **metrics} for model, metrics in results.items()]
 
 
+HEADLINE = ("combined", "v1 config", "tfidf_lr")
+FOLD_KINDS = ("source", "generator", "domain")
+
+
 def markdown(results: pd.DataFrame) -> str:
     out = []
-    main = results[results["model"].isin(["combined", "tfidf_lr"])]
+    main = results[results["model"].isin(HEADLINE) & ~results["kind"].str.startswith("per-")]
     for kind, part in main.groupby("kind", sort=False):
         out.append(f"\n#### {kind}\n")
         table = part.pivot_table(
@@ -218,55 +318,71 @@ def markdown(results: pd.DataFrame) -> str:
         )
         counts = part[part.model == "combined"].set_index("held_out")[["n_human", "n_machine"]]
         out.append(
-            "| held out | human | LLM | AUROC combined | AUROC TF-IDF | TPR@1% combined | TPR@1% TF-IDF | FPR op. combined | TPR op. combined | FPR op. TF-IDF |"
+            "| held out | human | LLM | AUROC combined | AUROC v1 config | AUROC TF-IDF | TPR@1% combined | TPR@1% v1 config "
+            "| TPR@1% TF-IDF | FPR op. combined | TPR op. combined | FPR op. TF-IDF |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, r in table.iterrows():
             c = counts.loc[name]
+            cells = [r[(m, model)] for m in ("auroc", "tpr1") for model in HEADLINE]
+            cells += [r[("fpr_op", "combined")], r[("tpr_op", "combined")], r[("fpr_op", "tfidf_lr")]]
             out.append(
-                f"| {name} | {c.n_human} | {c.n_machine} | {r[('auroc', 'combined')]:.3f} | {r[('auroc', 'tfidf_lr')]:.3f} | "
-                f"{r[('tpr1', 'combined')]:.3f} | {r[('tpr1', 'tfidf_lr')]:.3f} | {r[('fpr_op', 'combined')]:.3f} | "
-                f"{r[('tpr_op', 'combined')]:.3f} | {r[('fpr_op', 'tfidf_lr')]:.3f} |"
+                f"| {name} | {c.n_human:.0f} | {c.n_machine:.0f} | " + " | ".join(f"{v:.3f}" for v in cells) + " |"
             )
-        if kind != "evaluation-only":
+        if kind in FOLD_KINDS:
             mean = part.groupby("model")[["auroc", "tpr1", "fpr_op", "tpr_op"]].mean()
-            out.append(
-                f"| **mean over folds** | | | **{mean.loc['combined', 'auroc']:.3f}** | {mean.loc['tfidf_lr', 'auroc']:.3f} | "
-                f"**{mean.loc['combined', 'tpr1']:.3f}** | {mean.loc['tfidf_lr', 'tpr1']:.3f} | {mean.loc['combined', 'fpr_op']:.3f} | "
-                f"{mean.loc['combined', 'tpr_op']:.3f} | {mean.loc['tfidf_lr', 'fpr_op']:.3f} |"
-            )
-    signals = results[results["kind"].isin(["generator", "domain"])]
+            cells = [mean.loc[model, m] for m in ("auroc", "tpr1") for model in HEADLINE]
+            cells += [mean.loc["combined", "fpr_op"], mean.loc["combined", "tpr_op"], mean.loc["tfidf_lr", "fpr_op"]]
+            out.append(f"| **mean over {len(counts)} folds** | | | " + " | ".join(f"{v:.3f}" for v in cells) + " |")
+    out += _operating_point_markdown(results)
+    signals = results[results["kind"].isin(FOLD_KINDS)]
     if signals.empty:
         return "\n".join(out) + "\n"
+    kinds = [k for k in FOLD_KINDS if k in set(signals["kind"])]
     table = (
         signals.groupby(["model", "kind"])[["auroc", "tpr1"]]
         .mean()
         .unstack("kind")
-        .reindex(columns=pd.MultiIndex.from_product([["auroc", "tpr1"], ["generator", "domain"]]))
+        .reindex(columns=pd.MultiIndex.from_product([["auroc", "tpr1"], kinds]))
     )
     out.append("\n#### each signal alone (mean AUROC / TPR@1% over held-out folds)\n")
-    out.append(
-        "| signal | AUROC, held-out generators | AUROC, held-out domains | TPR@1%, generators | TPR@1%, domains |"
-    )
-    out.append("|---|---|---|---|---|")
-    for model in ["combined", "tfidf_lr", *ZERO_SHOT]:
+    out.append("| signal | " + " | ".join(f"{m} held-out {k}s" for m in ("AUROC", "TPR@1%") for k in kinds) + " |")
+    out.append("|---|" + "---|" * (2 * len(kinds)))
+    for model in [*HEADLINE, *ZERO_SHOT]:
         r = table.loc[model]
-        out.append(
-            f"| {model} | {r[('auroc', 'generator')]:.3f} | {r[('auroc', 'domain')]:.3f} | {r[('tpr1', 'generator')]:.3f} | {r[('tpr1', 'domain')]:.3f} |"
-        )
+        out.append(f"| {model} | " + " | ".join(f"{r[(m, k)]:.3f}" for m in ("auroc", "tpr1") for k in kinds) + " |")
     return "\n".join(out) + "\n"
+
+
+def _operating_point_markdown(results: pd.DataFrame) -> list[str]:
+    out = []
+    sources = results[results["kind"].eq("per-source")]
+    if len(sources):
+        out.append("\n#### per source at the operating threshold (test split; trained on all train splits)\n")
+        out.append("| source | human | FPR | LLM | TPR |")
+        out.append("|---|---|---|---|---|")
+        for _, r in sources.iterrows():
+            out.append(f"| {r.held_out} | {r.n_human:.0f} | {r.fpr_op:.3f} | {r.n_machine:.0f} | {r.tpr_op:.3f} |")
+    edits = results[results["kind"].eq("per-edit")]
+    if len(edits):
+        out.append("\n#### per edit kind at the operating threshold (test split; flag rate)\n")
+        out.append("| policy tier: edit | texts | flagged |")
+        out.append("|---|---|---|")
+        for _, r in edits.iterrows():
+            out.append(f"| {r.held_out} | {r.n_machine:.0f} | {r.tpr_op:.3f} |")
+    return out
 
 
 def variants_markdown(results: pd.DataFrame) -> str:
     """One row per model: mean over held-out generator and domain folds, TOEFL and GPTurk."""
     models = [m for m in results["model"].unique() if m not in ZERO_SHOT]
-    folds = results[results["kind"].isin(["generator", "domain"]) & results["model"].isin(models)]
+    folds = results[results["kind"].isin(FOLD_KINDS) & results["model"].isin(models)]
     metrics = ["auroc", "tpr1", "fpr_op", "tpr_op"]
     means = (
         folds.groupby(["model", "kind"])[metrics]
         .mean()
         .unstack("kind")
-        .reindex(columns=pd.MultiIndex.from_product([metrics, ["generator", "domain"]]))
+        .reindex(columns=pd.MultiIndex.from_product([metrics, FOLD_KINDS]))
     )
     held = results[results["kind"].eq("evaluation-only")]
 
@@ -275,17 +391,16 @@ def variants_markdown(results: pd.DataFrame) -> str:
         return float(row[metric].iloc[0]) if len(row) else float("nan")
 
     out = [
-        "| model | AUROC gen. | TPR@1% gen. | AUROC dom. | TPR@1% dom. | FPR op. gen./dom. | TPR op. gen./dom. | TOEFL FPR op. | GPTurk AUROC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | AUROC source | TPR@1% source | AUROC gen. | TPR@1% gen. | AUROC dom. | TPR@1% dom. "
+        "| FPR op. src./gen./dom. | TOEFL FPR op. | GPTurk AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in models:
         m = means.loc[model]
-        out.append(
-            f"| {model} | {m[('auroc', 'generator')]:.3f} | {m[('tpr1', 'generator')]:.3f} | {m[('auroc', 'domain')]:.3f} | "
-            f"{m[('tpr1', 'domain')]:.3f} | {m[('fpr_op', 'generator')]:.3f} / {m[('fpr_op', 'domain')]:.3f} | "
-            f"{m[('tpr_op', 'generator')]:.3f} / {m[('tpr_op', 'domain')]:.3f} | {evaluation(model, 'TOEFL', 'fpr_op'):.3f} | "
-            f"{evaluation(model, 'GPTurk', 'auroc'):.3f} |"
-        )
+        cells = [f"{m[(metric, kind)]:.3f}" for kind in FOLD_KINDS for metric in ("auroc", "tpr1")]
+        cells.append(" / ".join(f"{m[('fpr_op', kind)]:.3f}" for kind in FOLD_KINDS))
+        cells += [f"{evaluation(model, 'TOEFL', 'fpr_op'):.3f}", f"{evaluation(model, 'GPTurk', 'auroc'):.3f}"]
+        out.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -295,7 +410,7 @@ def data_file_report(path: Path, settings: Settings) -> str:
     frame["text"] = frame["text"].map(strip_artefacts)
     frame["label"] = (frame["label"] == "machine").astype(int)
     frame["generator"] = frame["generator"].map(normalise_generator)
-    trained = set(text_key(t) for t in stratified_sample(load_corpus()).query("split == 'train'")["text"])
+    trained = set(text_key(t) for t in training_sample(load_corpus()).query("split == 'train'")["text"])
     seen = frame["text"].map(text_key).isin(trained)
     frame = frame[~seen].reset_index(drop=True)
     classifier = load_bundle(cache_dir=str(settings.cache_dir))
@@ -328,7 +443,7 @@ def main() -> None:
         "--data", type=Path, help="JSONL file with the shared schema; default: held-out runs over the shared sets"
     )
     parser.add_argument(
-        "--cap", type=int, default=500, help="rows per (dataset, domain, generator) cell; 500 is the training sample"
+        "--cap", type=int, default=30, help="rows per (dataset, domain, generator) cell; 30 is the training sample"
     )
     parser.add_argument(
         "--variants",
@@ -338,8 +453,8 @@ def main() -> None:
     parser.add_argument(
         "--kinds",
         nargs="+",
-        choices=["generator", "domain", "evaluation"],
-        default=["generator", "domain", "evaluation"],
+        choices=["source", "generator", "domain", "evaluation", "operating"],
+        default=["source", "generator", "domain", "evaluation", "operating"],
         help="which held-out runs to make (the tables of the missing kinds are left out)",
     )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/detection[_variants].md")
@@ -350,12 +465,18 @@ def main() -> None:
     if args.data:
         text = data_file_report(args.data, settings)
     else:
-        sample = stratified_sample(load_corpus(), cap=args.cap, large_cells={"hc3_plus_si": 4 * args.cap})
+        sample = training_sample(load_corpus(), cap=args.cap)
         print(f"{len(sample)} texts, at most {args.cap} per cell", flush=True)
         detector = feature_detector(settings)
         signals = FeatureStore(settings.cache_dir, detector).signals(sample["text"].tolist())
         bench = Bench(sample, signals, detector, {**MODELS, **VARIANTS} if args.variants else MODELS)
-        runs = {"generator": generator_runs, "domain": domain_runs, "evaluation": evaluation_only}
+        runs = {
+            "source": source_runs,
+            "generator": generator_runs,
+            "domain": domain_runs,
+            "evaluation": evaluation_only,
+            "operating": operating_point_runs,
+        }
         results = pd.concat([runs[kind](bench) for kind in args.kinds], ignore_index=True)
         results.to_json(out.with_suffix(".json"), orient="records", indent=1)
         text = variants_markdown(results) if args.variants else markdown(results)

@@ -10,16 +10,29 @@
   document, over the same character 5-gram shingles of the same normalised texts.
 * End to end: the scorer's ``detect`` (classifier features + probability + spans).
 Texts are real: a fixed random sample of ../shared/datasets.
+
+    python benchmarks/throughput.py --processes [--texts 300] [--avx2]
+
+The speed contract of the detector: ``auditor score`` on 300 long texts (at least 256 tokens
+each), default model, as a whole process (start-up, model load, reading, writing included),
+against the naive fp32 pass over the same texts as a whole process, side by side in one run.
+``--avx2`` runs every process as on an AVX2-only CPU: oneDNN and MKL capped at AVX2, ATen's
+kernels at AVX2, the LM in fp32 (so ``quantize=auto`` takes int8), and the int8 kernels on the
+oneDNN engine, whose ISA the cap reaches (fbgemm picks its kernels by CPU and cannot be capped).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,13 +158,102 @@ def bench_scorer(texts: list[str]) -> list[tuple[str, float, float]]:
     ]
 
 
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    "AUDITOR_DTYPE": "float32",
+}
+# `auditor score`, with the quantised engine chosen before the CLI loads the model
+_CLI = "import sys, torch; torch.backends.quantized.engine = sys.argv.pop(1); from auditor.cli import app; app()"
+
+
+def long_texts(n: int, min_tokens: int, settings: Settings) -> list[str]:
+    """``n`` real texts of at least ``min_tokens`` SmolLM2 tokens, from every source."""
+    from transformers import AutoTokenizer
+
+    from detectors.store import resolve_causal_lm
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_causal_lm(settings.lm, settings.cache_dir))
+    corpus = load_corpus()
+    long = corpus[corpus["text"].str.len() > 6 * min_tokens].sample(frac=1.0, random_state=0)
+    n_tokens = [len(ids) for ids in tokenizer(long["text"].tolist(), add_special_tokens=False)["input_ids"]]
+    return long[np.array(n_tokens) >= min_tokens]["text"].head(n).tolist()
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bench_processes(n_texts: int, avx2: bool, settings: Settings) -> str:
+    texts = long_texts(n_texts, settings.max_tokens, settings)
+    env = {**os.environ, **(AVX2_ENV if avx2 else {})}
+    engine = "onednn" if avx2 else "x86"
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "texts.jsonl"
+        pd.DataFrame({"text": texts}).to_json(data, orient="records", lines=True)
+        score = [python, "-c", _CLI, engine, "score", str(data), "--text-col", "text", "--out", f"{tmp}/out.parquet"]
+        runs = [
+            ("`auditor score`, default (int8 where fp32)" if avx2 else "`auditor score`, default", score, {}),
+            ("`auditor score`, no int8 (AUDITOR_QUANTIZE=none)", score, {"AUDITOR_QUANTIZE": "none"}),
+            ("naive transformers fp32 pass", [python, __file__, "--naive", str(data)], {}),
+        ]
+        seconds = [_timed(command, {**env, **extra}) for _, command, extra in runs]
+    lines = [
+        f"{len(texts)} real texts of at least {settings.max_tokens} tokens, each run a whole process; "
+        f"{'AVX2-only emulation (' + ', '.join(f'{k}={v}' for k, v in AVX2_ENV.items()) + ')' if avx2 else 'native ISA'}; "
+        f"CPU: {_cpu_name()}\n",
+        "| process | seconds | texts/s | vs naive |",
+        "|---|---|---|---|",
+    ]
+    for (name, _, _), sec in zip(runs, seconds, strict=True):
+        lines.append(f"| {name} | {sec:.0f} | {len(texts) / sec:.2f} | {seconds[-1] / sec:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def naive_process(data: Path, settings: Settings) -> None:
+    """The naive baseline as its own process: load fp32 transformers, score, nothing cached."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from detectors.store import resolve_causal_lm
+
+    path = resolve_causal_lm(settings.lm, settings.cache_dir)
+    texts = pd.read_json(data, lines=True)["text"].tolist()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    naive_signals(model, AutoTokenizer.from_pretrained(path), texts, settings.max_tokens)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", action="store_true", help="the end-to-end contract, whole processes")
+    parser.add_argument("--texts", type=int, default=300, help="texts for --processes")
+    parser.add_argument("--avx2", action="store_true", help="run the --processes runs as on an AVX2-only CPU")
+    parser.add_argument("--naive", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--lm-texts", type=int, default=512)
     parser.add_argument("--minhash-texts", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.md")
     args = parser.parse_args()
     settings = Settings()
+    if args.naive:
+        naive_process(args.naive, settings)
+        return
+    if args.processes:
+        out = args.out.with_name(f"throughput_processes{'_avx2' if args.avx2 else ''}.md")
+        text = bench_processes(args.texts, args.avx2, settings)
+        out.write_text(text)
+        print(text)
+        return
     corpus = load_corpus()
     rng = np.random.default_rng(0)
     lm_texts = corpus["text"].iloc[rng.choice(len(corpus), args.lm_texts, replace=False)].tolist()

