@@ -161,7 +161,7 @@ def test_messy_input_is_reported_not_fatal(audited):
 
 def test_report_records_how_it_was_made_and_renders(audited):
     report = audited["report"]
-    assert report.schema_version and report.models["classifier"]["id"] == "classifier-v1"
+    assert report.schema_version and report.models["classifier"]["id"] == "classifier-v2"
     assert report.models["calibration"]["threshold"] == report.methods.error_rates["threshold"]
     assert report.columns["time"] == "seconds" and report.vendor("pasting").behaviour is not None
     html = (audited["out"] / "report.html").read_text()
