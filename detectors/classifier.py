@@ -178,7 +178,7 @@ class LMTextClassifier(ClassifierMixin, Detector):
     def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
         """The perplexity detector's signals and spans, plus ``score`` = P(LLM-written)."""
         signals = self.lm_.detect(texts)
-        frame = signals.drop(columns=[EMBEDDING, SCORE], errors="ignore")
+        frame = signals.drop(columns=[EMBEDDING, HISTOGRAM, SCORE], errors="ignore")
         frame[SCORE] = self.predict_proba_features(signals)[:, 1]
         return frame
 
