@@ -59,17 +59,9 @@ from auditor.features import FeatureStore, text_key  # noqa: E402
 from auditor.training import feature_detector  # noqa: E402
 from detectors.bundle import load_bundle  # noqa: E402
 from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier  # noqa: E402
+from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
 
-ZERO_SHOT = [
-    "ll_mean",
-    "logrank_mean",
-    "entropy_mean",
-    "fast_detectgpt",
-    "binoculars",
-    "min_k_prob",
-    "rank1_frac",
-    "rank10_frac",
-]
+ZERO_SHOT = [s for s in MACHINE_DIRECTION if s != "ll_std"]
 TARGET_FPR = 0.01
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -355,21 +347,26 @@ def markdown(results: pd.DataFrame) -> str:
 
 
 def _operating_point_markdown(results: pd.DataFrame) -> list[str]:
+    tables = (
+        (
+            "per-source",
+            "per source at the operating threshold (test split; trained on all train splits)",
+            "| source | human | FPR | LLM | TPR |",
+            "| {r.held_out} | {r.n_human:.0f} | {r.fpr_op:.3f} | {r.n_machine:.0f} | {r.tpr_op:.3f} |",
+        ),
+        (
+            "per-edit",
+            "per edit kind at the operating threshold (test split; flag rate)",
+            "| policy tier: edit | texts | flagged |",
+            "| {r.held_out} | {r.n_machine:.0f} | {r.tpr_op:.3f} |",
+        ),
+    )
     out = []
-    sources = results[results["kind"].eq("per-source")]
-    if len(sources):
-        out.append("\n#### per source at the operating threshold (test split; trained on all train splits)\n")
-        out.append("| source | human | FPR | LLM | TPR |")
-        out.append("|---|---|---|---|---|")
-        for _, r in sources.iterrows():
-            out.append(f"| {r.held_out} | {r.n_human:.0f} | {r.fpr_op:.3f} | {r.n_machine:.0f} | {r.tpr_op:.3f} |")
-    edits = results[results["kind"].eq("per-edit")]
-    if len(edits):
-        out.append("\n#### per edit kind at the operating threshold (test split; flag rate)\n")
-        out.append("| policy tier: edit | texts | flagged |")
-        out.append("|---|---|---|")
-        for _, r in edits.iterrows():
-            out.append(f"| {r.held_out} | {r.n_machine:.0f} | {r.tpr_op:.3f} |")
+    for kind, title, header, row in tables:
+        part = results[results["kind"].eq(kind)]
+        if len(part):
+            out += [f"\n#### {title}\n", header, "|---" * header.count(" | ") + "|---|"]
+            out += [row.format(r=r) for r in part.itertuples()]
     return out
 
 
