@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
 reference_app = typer.Typer(no_args_is_help=True, help="The near-duplicate reference index.")
 app.add_typer(reference_app, name="reference")
+references_app = typer.Typer(
+    no_args_is_help=True, help="Task references: human and LLM-written texts of one task, for task-aware audits."
+)
+app.add_typer(references_app, name="references")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the REST service.")
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
@@ -322,6 +326,13 @@ def audit(
         Path | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on")
     ] = None,
     reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="use the stored references of this task (`auditor references add`); files given with "
+            "--human-reference/--machine-reference replace a role"
+        ),
+    ] = None,
     level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
     resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
     model: ModelOpt = None,
@@ -354,6 +365,7 @@ def audit(
         human_reference=str(human_reference) if human_reference else None,
         machine_reference=str(machine_reference) if machine_reference else None,
         reference_text_col=reference_text_col,
+        task=task,
     )
     try:
         options.columns, unreadable, expected = plan(inputs, options.columns)
@@ -366,7 +378,9 @@ def audit(
     scorer = _scorer(model, trust_model)
     try:
         with executor(scheduler, workers) as runner, progress_bar("scoring", expected) as advance:
-            report = run_audit(inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner)
+            report = run_audit(
+                inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner, tasks=_task_store()
+            )
     except (NotCalibratedError, ReadError, ValueError) as exc:
         fail(str(exc))
     with console.status("writing the report"):
@@ -375,7 +389,9 @@ def audit(
         p = vendor.prevalence
         console.print(
             f"{vendor.vendor}: {vendor.n_scored} scored, {vendor.n_flagged} flagged; "
-            f"prevalence {p.estimate:.1%} [{p.ci_low:.1%}, {p.ci_high:.1%}]",
+            f"prevalence {p.estimate:.1%} [{p.ci_low:.1%}, {p.ci_high:.1%}]"
+            + (f"; at least {vendor.prevalence_lower_bound.bound:.1%}" if vendor.prevalence_lower_bound else "")
+            + ("; [yellow]calibration does not fit this vendor's task[/]" if vendor.calibration_advice else ""),
             highlight=False,
         )
     if report.warnings:
@@ -613,6 +629,171 @@ def reference_info() -> None:
     import json
 
     typer.echo(json.dumps(_reference_index().describe(), indent=2))
+
+
+def _task_store():
+    from auditor.tasks.store import TaskStore
+
+    return TaskStore(get_settings().cache_dir / "tasks")
+
+
+TaskOpt = Annotated[str, typer.Option("--task", help="task name (letters, digits, '.', '_', '-')")]
+
+
+@references_app.command("add")
+def references_add(
+    task: TaskOpt,
+    human: Annotated[list[Path] | None, typer.Option("--human", help="human-written texts of the task")] = None,
+    machine: Annotated[list[Path] | None, typer.Option("--machine", help="LLM-written texts of the task")] = None,
+    text_col: Annotated[str, typer.Option("--text-col", help="text column of the files")] = "text",
+    replace: Annotated[bool, typer.Option(help="drop the role's stored texts first")] = False,
+    model: ModelOpt = None,
+    trust_model: TrustOpt = False,
+) -> None:
+    """Store a task's human and/or LLM-written reference texts, scored once."""
+    _quiet_libraries()
+    from auditor.tasks.store import TaskError, check_name, scorer_identity
+
+    if not human and not machine:
+        fail("give --human FILE and/or --machine FILE")
+    try:
+        check_name(task)
+        files = [("human", path) for path in human or []] + [("machine", path) for path in machine or []]
+        texts = {(role, path): _reference_texts(path, text_col) for role, path in files}
+    except (ReadError, TaskError) as exc:
+        fail(f"task {task!r}: {exc}")
+    store, scorer = _task_store(), _scorer(model, trust_model, reference=False)
+    identity = scorer_identity(scorer.classifier.describe())
+    cleared: set[str] = set()
+    for (role, path), rows in texts.items():
+        with console.status(f"scoring {len(rows)} {role} texts of {path.name}"):
+            try:
+                info = store.add(
+                    task, role, rows, scorer.probabilities, identity, str(path), replace=replace and role not in cleared
+                )
+            except TaskError as exc:
+                fail(str(exc))
+        cleared.add(role)
+    console.print(f"task {task}: {info.summary()['human']} human, {info.summary()['machine']} LLM-written references")
+
+
+def _reference_texts(path: Path, text_col: str) -> list[str]:
+    from auditor.reader import read_texts
+
+    try:
+        texts = read_texts(path, text_col)
+    except ReadError as exc:
+        raise ReadError(str(exc).replace("--reference-text-col", "--text-col")) from None
+    if not texts:
+        raise ReadError(f"{path}: column {text_col!r} holds no non-blank text")
+    return texts
+
+
+@references_app.command("list")
+def references_list() -> None:
+    """The stored tasks and how many references each holds."""
+    from rich.table import Table
+
+    store = _task_store()
+    table = Table("task", "human", "LLM-written", "generator", "created")
+    for name in store.names():
+        row = store.info(name).summary()
+        table.add_row(name, str(row["human"]), str(row["machine"]), row["generator"] or "", row["created_at"])
+    Console().print(table if store.names() else "no tasks yet: add one with `auditor references add`")
+
+
+@references_app.command("show")
+def references_show(task: TaskOpt) -> None:
+    """Everything stored about one task (JSON)."""
+    from auditor.tasks.store import TaskError
+
+    try:
+        typer.echo(_task_store().info(task).model_dump_json(indent=2))
+    except TaskError as exc:
+        fail(str(exc))
+
+
+@references_app.command("remove")
+def references_remove(task: TaskOpt) -> None:
+    """Delete a task's references."""
+    from auditor.tasks.store import TaskError
+
+    try:
+        _task_store().remove(task)
+    except TaskError as exc:
+        fail(str(exc))
+    console.print(f"removed task {task}")
+
+
+@references_app.command("generate")
+def references_generate(
+    task: TaskOpt,
+    prompts: Annotated[Path, typer.Option("--prompts", help="file of the task's prompts (CSV, JSONL, Parquet)")],
+    prompt_col: Annotated[str, typer.Option("--prompt-col", help="column holding the prompt")],
+    per_prompt: Annotated[int, typer.Option("--per-prompt", min=1, help="answers per prompt")] = 1,
+    generator: Annotated[
+        str,
+        typer.Option(
+            "--generator",
+            help="`embedded` (SmolLM2, default), a local transformers model directory, or openai:MODEL "
+            "(AUDITOR_OPENAI_BASE_URL / AUDITOR_OPENAI_API_KEY, or OPENAI_*)",
+        ),
+    ] = "embedded",
+    max_new_tokens: Annotated[int, typer.Option(min=8, help="length limit of each answer")] = 200,
+    model: ModelOpt = None,
+    trust_model: TrustOpt = False,
+) -> None:
+    """Write LLM answers to the task's own prompts and store them as its LLM-written references.
+    An interrupted run keeps what it made; running the same command again resumes."""
+    _quiet_libraries()
+    from auditor.tasks.generate import GenerationError, generate_answers, make_generator
+    from auditor.tasks.store import TaskError, check_name, scorer_identity
+
+    try:
+        check_name(task)
+        texts = _reference_texts(prompts, prompt_col)
+    except (ReadError, TaskError) as exc:
+        fail(f"task {task!r}: {str(exc).replace('--text-col', '--prompt-col')}")
+    store = _task_store()
+    try:
+        with console.status(f"loading generator {generator}"):
+            writer = make_generator(generator, cache_dir=get_settings().cache_dir, max_new_tokens=max_new_tokens)
+    except (ValueError, OSError) as exc:
+        fail(f"task {task!r}: generator {generator!r}: {exc}")
+    answers_file = store.work_dir(task) / f"generated-{_slug(writer.info.model)}.jsonl"
+    try:
+        with progress_bar(f"generating for {task}", len(texts) * per_prompt) as advance:
+            result = generate_answers(texts, writer, answers_file, per_prompt, on_progress=advance)
+    except GenerationError as exc:
+        fail(f"task {task!r}: {exc}")
+    answers = read_table(answers_file)[0]["text"].tolist()
+    scorer = _scorer(model, trust_model, reference=False)
+    origin = f"generated by {writer.info.model} from {prompts}"
+    with console.status(f"scoring {len(answers)} answers"):
+        info = store.add(
+            task,
+            "machine",
+            answers,
+            scorer.probabilities,
+            scorer_identity(scorer.classifier.describe()),
+            origin,
+            generator=writer.info.to_dict(),
+        )
+    console.print(
+        f"task {task}: {result.written} answers written, {result.resumed} resumed; "
+        f"{info.machine.n_texts if info.machine else 0} LLM-written references stored"
+    )
+    if writer.info.small_local_model:
+        console.print(
+            "[yellow]note:[/] a small local model wrote these answers; its style is not that of the LLMs "
+            "crowd workers use, and the report says so"
+        )
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-60:] or "generator"
 
 
 @app.command()

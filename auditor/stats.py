@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from scipy.special import betaln, expit, logit
-from scipy.stats import binom
+from scipy.stats import beta as beta_dist
+from scipy.stats import binom, chi2
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
 
@@ -152,7 +153,19 @@ class ScoreReference:
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
         return cls(edges, np.histogram(_to_logit(human), edges)[0], np.histogram(_to_logit(machine), edges)[0])
 
-    def densities(self, human_counts: np.ndarray | None = None, machine_counts: np.ndarray | None = None):
+    def counts(self, scores: np.ndarray) -> np.ndarray:
+        """Histogram of ``scores`` (NaN left out) on the reference's bins."""
+        scores = _finite(scores)
+        return np.histogram(_to_logit(scores), self.edges)[0]
+
+    def with_human(self, human: np.ndarray) -> ScoreReference:
+        """The same bins and LLM histogram with the human histogram re-measured on ``human``
+        (texts of the vendor's own task)."""
+        return ScoreReference(self.edges, self.counts(human), self.machine_counts)
+
+    def densities(
+        self, human_counts: np.ndarray | None = None, machine_counts: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         h = (self.human_counts if human_counts is None else human_counts) + 0.5
         m = (self.machine_counts if machine_counts is None else machine_counts) + 0.5
         return h / h.sum(), m / m.sum()
@@ -173,12 +186,15 @@ class ScoreReference:
 def prevalence_from_scores(
     scores: np.ndarray, reference: ScoreReference, level: float = 0.9, bootstrap: int = 300, seed: int = 0
 ) -> Interval:
-    scores = np.asarray(scores, dtype=float)
-    scores = scores[~np.isnan(scores)]
-    if len(scores) == 0:
+    """Mixture weight by maximum likelihood; the interval joins two sources of doubt: the
+    vendor's own sampling (profile likelihood, so a vendor with no LLM-like scores still gets
+    a non-zero upper bound that shrinks with its size) and the reference samples' (a bootstrap
+    that resamples the vendor's items and both references)."""
+    counts = reference.counts(scores)
+    if counts.sum() == 0:
         return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
-    counts = np.histogram(_to_logit(scores), reference.edges)[0]
     estimate = _mixture_mle(counts, *reference.densities())
+    profile_low, profile_high = _profile_interval(counts, *reference.densities(), level)
     rng = np.random.default_rng(seed)
     n, n_h, n_m = counts.sum(), reference.human_counts.sum(), reference.machine_counts.sum()
     replicates = np.empty(bootstrap)
@@ -187,19 +203,142 @@ def prevalence_from_scores(
         human = rng.multinomial(n_h, reference.human_counts / n_h)
         machine = rng.multinomial(n_m, reference.machine_counts / n_m)
         replicates[b] = _mixture_mle(resampled, *reference.densities(human, machine))
-    # Basic (reflected) percentile interval around the MLE, clipped to [0, 1]; when the
-    # estimate sits on the boundary, the interval is one-sided from it.
+    # Percentile interval of the bootstrap; at the boundary, one-sided from it.
     alpha = 1 - level
     if estimate <= 0.0:
-        return Interval(estimate=0.0, ci_low=0.0, ci_high=float(np.quantile(replicates, level)))
-    low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
-    return Interval(estimate=float(estimate), ci_low=float(max(0.0, low)), ci_high=float(min(1.0, high)))
+        boot_low, boot_high = 0.0, float(np.quantile(replicates, level))
+    else:
+        boot_low, boot_high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+    return Interval(
+        estimate=float(estimate),
+        ci_low=float(max(0.0, min(boot_low, profile_low, estimate))),
+        ci_high=float(min(1.0, max(boot_high, profile_high, estimate))),
+    )
+
+
+def _mixture_loglik(counts: np.ndarray, human: np.ndarray, machine: np.ndarray) -> np.ndarray:
+    """Multinomial log-likelihood of binned ``counts`` at every mixture weight of ``_GRID``."""
+    mixture = (1 - _GRID[:, None]) * human[None, :] + _GRID[:, None] * machine[None, :]
+    return (counts[None, :] * np.log(mixture)).sum(axis=1)
 
 
 def _mixture_mle(counts: np.ndarray, human: np.ndarray, machine: np.ndarray) -> float:
-    mixture = (1 - _GRID[:, None]) * human[None, :] + _GRID[:, None] * machine[None, :]
-    loglik = (counts[None, :] * np.log(mixture)).sum(axis=1)
-    return float(_GRID[int(np.argmax(loglik))])
+    return float(_GRID[int(np.argmax(_mixture_loglik(counts, human, machine)))])
+
+
+def _profile_interval(counts: np.ndarray, human: np.ndarray, machine: np.ndarray, level: float) -> tuple[float, float]:
+    """Likelihood-ratio interval; on the boundary the one-sided cut-off (chi-square with
+    ``2 level - 1``) keeps the coverage of the one-sided bound at ``level``."""
+    loglik = _mixture_loglik(counts, human, machine)
+    best = int(np.argmax(loglik))
+    on_boundary = best in (0, len(_GRID) - 1)
+    cut = chi2.ppf(2 * level - 1 if on_boundary else level, df=1) / 2
+    inside = np.flatnonzero(loglik >= loglik[best] - cut)
+    return float(_GRID[inside.min()]), float(_GRID[inside.max()])
+
+
+class CalibrationFit(BaseModel):
+    """Is the vendor's score distribution a mixture of the reference distributions in use?"""
+
+    consistent: bool = Field(description="False: the detector's error rates on this vendor's task are unknown")
+    p_value: float
+    statistic: float
+    method: str
+
+
+FIT_METHOD = (
+    "G-test of the fitted two-component mixture against the vendor's binned scores; p-value from a parametric "
+    "bootstrap that redraws the vendor's scores from the fitted mixture and both reference samples from their "
+    "histograms, refitting the mixture each time"
+)
+
+
+def mixture_fit(
+    scores: np.ndarray, reference: ScoreReference, alpha: float = 0.1, bootstrap: int = 400, seed: int = 0
+) -> CalibrationFit | None:
+    """Goodness of fit of the score mixture: ``consistent`` when the p-value is at least ``alpha``.
+    None when the vendor has no scored items."""
+    counts = reference.counts(scores)
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    human, machine = reference.densities()
+    weight = _mixture_mle(counts, human, machine)
+    observed = _g_statistic(counts, (1 - weight) * human + weight * machine)
+    rng = np.random.default_rng(seed)
+    n_h, n_m = int(reference.human_counts.sum()), int(reference.machine_counts.sum())
+    null = (1 - weight) * human + weight * machine
+    replicates = np.empty(bootstrap)
+    for b in range(bootstrap):
+        vendor = rng.multinomial(n, null)
+        h, m = reference.densities(rng.multinomial(n_h, human), rng.multinomial(n_m, machine))
+        w = _mixture_mle(vendor, h, m)
+        replicates[b] = _g_statistic(vendor, (1 - w) * h + w * m)
+    p_value = (1 + int((replicates >= observed - 1e-9).sum())) / (bootstrap + 1)
+    return CalibrationFit(
+        consistent=p_value >= alpha, p_value=round(p_value, 4), statistic=round(observed, 3), method=FIT_METHOD
+    )
+
+
+def _g_statistic(counts: np.ndarray, expected_share: np.ndarray) -> float:
+    expected = counts.sum() * expected_share
+    seen = counts > 0
+    return float(2 * (counts[seen] * np.log(counts[seen] / expected[seen])).sum())
+
+
+class LowerBound(BaseModel):
+    """A one-sided bound: the LLM share is at least ``bound`` with probability ``level``."""
+
+    bound: float
+    level: float
+    threshold: float | None = Field(description="the llm_probability cut-off the bound came from")
+    n_human_reference: int
+    method: str
+
+
+# Cut-offs fixed in advance (not chosen from the data), so a Bonferroni split keeps the level.
+LOWER_BOUND_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+LOWER_BOUND_METHOD = (
+    "mixture-proportion estimation with a known human component: at each fixed cut-off t, the LLM share is at least "
+    "(S_vendor(t) - S_human(t)) / (1 - S_human(t)), S = share of scores above t; one-sided Clopper-Pearson bounds on "
+    "both shares, Bonferroni over cut-offs and samples; the largest bound is reported"
+)
+
+
+def prevalence_lower_bound(
+    scores: np.ndarray, human_reference: np.ndarray, level: float = 0.9, thresholds=LOWER_BOUND_THRESHOLDS
+) -> LowerBound | None:
+    """Valid whenever the vendor's human-written items score like ``human_reference`` (texts of
+    the same task); it needs no LLM-written reference at all."""
+    scores, human = _finite(scores), _finite(human_reference)
+    if len(scores) == 0 or len(human) == 0:
+        return None
+    alpha_each = (1 - level) / (2 * len(thresholds))
+    best, best_threshold = 0.0, None
+    for t in thresholds:
+        vendor_low = _clopper_pearson(int((scores > t).sum()), len(scores), alpha_each)[0]
+        human_high = _clopper_pearson(int((human > t).sum()), len(human), alpha_each)[1]
+        if human_high < 1 and (bound := (vendor_low - human_high) / (1 - human_high)) > best:
+            best, best_threshold = float(bound), float(t)
+    return LowerBound(
+        bound=round(best, 4),
+        level=level,
+        threshold=best_threshold,
+        n_human_reference=len(human),
+        method=LOWER_BOUND_METHOD,
+    )
+
+
+def _clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
+    """One-sided exact bounds, each with error ``alpha``."""
+    low = 0.0 if k == 0 else float(beta_dist.ppf(alpha, k, n - k + 1))
+    high = 1.0 if k == n else float(beta_dist.ppf(1 - alpha, k + 1, n - k))
+    return low, high
+
+
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values[np.isfinite(values)]
 
 
 def _to_logit(p: np.ndarray) -> np.ndarray:
@@ -281,6 +420,10 @@ __all__ = [
     "ScoreReference",
     "prevalence_from_flags",
     "prevalence_from_scores",
+    "CalibrationFit",
+    "LowerBound",
+    "mixture_fit",
+    "prevalence_lower_bound",
     "shrunk_rates",
     "wilson",
     "item_posteriors",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,13 +25,16 @@ from auditor.report.models import (
 )
 from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
 from auditor.stats import (
+    CalibrationFit,
     ErrorRates,
     Interval,
     ScoreReference,
     item_posteriors,
+    mixture_fit,
     poisson_binomial,
     prevalence_from_flags,
     prevalence_from_scores,
+    prevalence_lower_bound,
     shrunk_rates,
     wilson,
 )
@@ -39,6 +42,10 @@ from detectors.perplexity import MACHINE_DIRECTION
 
 FAST_TYPING_CPS = 8.0  # characters per second of whole-task time: faster than people type
 SMALL_VENDOR = 30
+# Floor on the logit-scale spread of error rates between tasks, used when a vendor's scores do
+# not fit the references: the calibration's sources show TPR spreads of about 1.4 and FPRs
+# from 0 to 11% (non-native essays), so 1.0 is a modest floor, not a worst case.
+UNFAMILIAR_SPREAD = 1.0
 
 
 @dataclass
@@ -51,6 +58,17 @@ class Estimation:
     level: float
     rates_source: str
     primary: str = "flags"  # which estimator the vendor's `prevalence` reports: "flags" or "mixture"
+    task_human: np.ndarray | None = None  # scores of human texts of the vendor's task, for a lower bound
+    unfamiliar_spread: tuple[float, float] = (UNFAMILIAR_SPREAD, UNFAMILIAR_SPREAD)
+    """Logit SDs of (FPR, TPR) between kinds of text: how far the rates may be off on a task
+    whose scores do not fit the references."""
+
+
+def calibration_spread(calibration: Calibration) -> tuple[float, float]:
+    """Between-source spreads measured by the calibration, never below ``UNFAMILIAR_SPREAD``."""
+    rates = calibration.error_rates()
+    measured = (rates.fpr_spread, rates.tpr_spread) if rates else (0.0, 0.0)
+    return max(measured[0], UNFAMILIAR_SPREAD), max(measured[1], UNFAMILIAR_SPREAD)
 
 
 def _truthy(value: Any) -> float:
@@ -295,6 +313,16 @@ def vendor_report(
     from_flags = prevalence_from_flags(n_flagged, n_scored, estimation.rates, level)
     mixture = prevalence_from_scores(probabilities, estimation.reference, level) if estimation.reference else None
     primary = mixture if estimation.primary == "mixture" and mixture is not None else from_flags
+    fit = mixture_fit(probabilities, estimation.reference, alpha=1 - level) if estimation.reference else None
+    advice = None
+    if fit is not None and not fit.consistent:
+        primary = unfamiliar_task_prevalence(n_flagged, n_scored, estimation, mixture)
+        advice = unfamiliar_task_advice(fit, estimation)
+    lower = (
+        prevalence_lower_bound(probabilities, estimation.task_human, level)
+        if estimation.task_human is not None
+        else None
+    )
     workers = worker_reports(items, estimation, behaviour, clusters, mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
     references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
@@ -306,6 +334,9 @@ def vendor_report(
         n_flagged=n_flagged,
         flag_rate=wilson(n_flagged, n_scored, level),
         prevalence=primary,
+        calibration_fit=fit,
+        calibration_advice=advice,
+        prevalence_lower_bound=lower,
         prevalence_from_flags=from_flags,
         prevalence_score_mixture=mixture,
         batches=batch_rows(scored, estimation) if scored["batch"].notna().any() else [],
@@ -328,6 +359,37 @@ def vendor_report(
             items, behaviour.loc[items.index] if not behaviour.empty else behaviour, behaviour_cols
         ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
+    )
+
+
+def unfamiliar_task_prevalence(k: int, n: int, estimation: Estimation, mixture: Interval | None) -> Interval:
+    """What is still known when the vendor's scores do not fit the references: the flag count
+    corrected with error rates that may lie anywhere between-task spreads allow, joined with
+    the mixture's interval; never a confident 0%."""
+    fpr_spread, tpr_spread = estimation.unfamiliar_spread
+    rates = replace(
+        estimation.rates,
+        fpr_spread=max(estimation.rates.fpr_spread, fpr_spread),
+        tpr_spread=max(estimation.rates.tpr_spread, tpr_spread),
+    )
+    widened = prevalence_from_flags(k, n, rates, estimation.level)
+    if mixture is None:
+        return widened
+    return Interval(
+        estimate=widened.estimate,
+        ci_low=min(widened.ci_low, mixture.ci_low),
+        ci_high=max(widened.ci_high, mixture.ci_high),
+    )
+
+
+def unfamiliar_task_advice(fit: CalibrationFit, estimation: Estimation) -> str:
+    references = "the task references" if estimation.primary == "mixture" else "the detector's calibration texts"
+    return (
+        f"The detector's error rates on this vendor's task are unknown: its scores do not fit a mixture of "
+        f"{references} (p = {fit.p_value:.3g}), so the estimate is widened to the error rates seen across many kinds "
+        "of text. To measure them on this task, add human and LLM-written texts of the same task "
+        "(`auditor references add --task NAME --human FILE --machine FILE`, or `auditor references generate` for the "
+        "LLM side) and audit with `--task NAME`, or recalibrate on your own labelled texts with `auditor calibrate`."
     )
 
 

@@ -48,3 +48,4 @@ class AuditOptions(BaseModel):
     human_reference: str | None = Field(None, description="human-written texts of the same task (path or URL)")
     machine_reference: str | None = Field(None, description="LLM-written texts of the same task (path or URL)")
     reference_text_col: str = Field("text", description="text column of the reference files")
+    task: str | None = Field(None, description="stored task references to use (`auditor references add`)")

@@ -5,13 +5,22 @@ aggregate, write ``items.parquet``, and return the report."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from auditor.audit.aggregate import Estimation, behaviour_columns, duplicate_clusters, input_warnings, vendor_report
+from auditor.audit.aggregate import (
+    Estimation,
+    behaviour_columns,
+    calibration_spread,
+    duplicate_clusters,
+    input_warnings,
+    vendor_report,
+)
 from auditor.audit.options import AuditOptions
 from auditor.audit.work import (
     STATUS,
@@ -21,47 +30,144 @@ from auditor.audit.work import (
     finalise_items,
     score_inputs,
 )
+from auditor.calibration import Calibration, Rate
 from auditor.config import Settings
 from auditor.diversity import diversity
 from auditor.execution import Executor, LocalExecutor
 from auditor.reader import fingerprint, read_texts
-from auditor.report.models import InputFile, Methods, Report
+from auditor.report.models import InputFile, Methods, Report, ReportWarning
 from auditor.scoring import ITEMS, Scorer
 from auditor.stats import ScoreReference
+from auditor.tasks.store import FEW_TEXTS, MIN_TEXTS, TaskInfo, TaskStore, scorer_identity
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def estimation_for(scorer: Scorer, options: AuditOptions, references: dict[str, list[str] | None]) -> Estimation:
+@dataclass
+class AuditReferences:
+    """Reference scores of the vendor's task, per role, and where each came from."""
+
+    human: np.ndarray | None = None
+    machine: np.ndarray | None = None
+    human_texts: list[str] | None = None
+    origins: dict[str, str] = field(default_factory=dict)
+    task: TaskInfo | None = None
+
+    def describe(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"task": self.task.name if self.task else None}
+        for role in ("human", "machine"):
+            scores = getattr(self, role)
+            stored = getattr(self.task, role) if self.task else None
+            described[role] = (
+                None
+                if scores is None
+                else {
+                    "n_texts": len(scores),
+                    "origin": self.origins.get(role),
+                    "generator": stored.generator if stored and role == "machine" else None,
+                }
+            )
+        return described
+
+
+def audit_references(options: AuditOptions, scorer: Scorer, tasks: TaskStore | None) -> AuditReferences:
+    """The task's stored references (``options.task``), with any role given as a file
+    (``human_reference`` / ``machine_reference``) taking its place."""
+    references = AuditReferences()
+    if options.task:
+        if tasks is None:
+            raise ValueError(f"task {options.task!r}: no task store is configured")
+        loaded = tasks.load(options.task, scorer.probabilities, scorer_identity(scorer.classifier.describe()))
+        references.task = loaded.info
+        references.human, references.machine, references.human_texts = loaded.human, loaded.machine, loaded.human_texts
+        for role in ("human", "machine"):
+            if getattr(loaded, role) is not None:
+                references.origins[role] = f"task {options.task}"
+    for role, path in (("human", options.human_reference), ("machine", options.machine_reference)):
+        if path:
+            texts = read_texts(path, options.reference_text_col)
+            if len(texts) < MIN_TEXTS:
+                raise ValueError(
+                    f"{path}: the {role} reference holds {len(texts)} non-blank text(s) in column "
+                    f"{options.reference_text_col!r}; at least {MIN_TEXTS} are needed"
+                )
+            scores = scorer.probabilities(texts)
+            setattr(references, role, scores[~np.isnan(scores)])
+            references.origins[role] = str(path)
+            if role == "human":
+                references.human_texts = texts
+    return references
+
+
+def estimation_for(calibration: Calibration, model: str, level: float, references: AuditReferences) -> Estimation:
     """Error rates for prevalence: the model's calibration, or rates re-measured on the
-    user's domain-matched reference texts (human, and optionally LLM-written)."""
-    calibration = scorer.require_calibration()
+    vendor's own task (human references re-measure false positives, LLM references true
+    positives; with both, the score mixture becomes the primary estimate)."""
     rates = calibration.error_rates()
     if rates is None:
         raise ValueError(
-            f"{scorer.model_dir}: the calibration has no measured true-positive rate; recalibrate with --machine texts"
+            f"{model}: the calibration has no measured true-positive rate; recalibrate with --machine texts"
         )
     reference = calibration.reference()
-    source = f"calibration of {scorer.model_dir.name}: {calibration.data}"
-    measured = scorer.measure_rates(references["human"], references["machine"])
-    if measured.human is not None:
-        fpr = measured.rate(measured.human)
+    source = f"calibration of {model}: {calibration.data}"
+    human, machine = references.human, references.machine
+    if human is not None:
+        fpr = Rate.of(int(calibration.flags(human).sum()), len(human))
         # Measured on the vendor's own kind of text: no between-source spread to allow for.
         rates = replace(rates, false_positives=fpr.k, n_human=fpr.n, fpr_spread=0.0)
-        source = f"false positives measured on {fpr.n} texts of {options.human_reference}; true positives from the model's calibration"
-    if measured.machine is not None:
-        tpr = measured.rate(measured.machine)
+        source = f"false positives measured on {fpr.n} texts of {references.origins['human']}; true positives from the model's calibration"
+        if reference is not None:
+            reference = reference.with_human(human)
+    if machine is not None:
+        tpr = Rate.of(int(calibration.flags(machine).sum()), len(machine))
         rates = replace(rates, true_positives=tpr.k, n_machine=tpr.n, tpr_spread=0.0)
-        source += f"; true positives measured on {tpr.n} texts of {options.machine_reference}"
+        source += f"; true positives measured on {tpr.n} texts of {references.origins['machine']}"
     primary = "flags"
-    if measured.human is not None and measured.machine is not None:
-        # Domain-matched references of both kinds: their full score distributions carry more
+    if human is not None and machine is not None:
+        # Task references of both kinds: their full score distributions carry more
         # information than one threshold does, so the score mixture becomes the primary estimate.
-        reference = ScoreReference.from_scores(measured.human, measured.machine)
+        reference = ScoreReference.from_scores(human, machine)
         primary = "mixture"
-    return Estimation(calibration, rates, reference, options.level, source, primary)
+    return Estimation(
+        calibration,
+        rates,
+        reference,
+        level,
+        source,
+        primary,
+        task_human=human,
+        unfamiliar_spread=calibration_spread(calibration),
+    )
+
+
+def reference_warnings(references: AuditReferences) -> list[ReportWarning]:
+    warnings = []
+    for role in ("human", "machine"):
+        scores = getattr(references, role)
+        if scores is not None and len(scores) < FEW_TEXTS:
+            warnings.append(
+                ReportWarning(
+                    kind="few_reference_texts",
+                    count=len(scores),
+                    message=f"the {role} reference ({references.origins[role]}) holds only {len(scores)} scored texts: "
+                    f"error rates measured on it are loose; {FEW_TEXTS} or more are advised",
+                )
+            )
+    stored = references.task.machine if references.task else None
+    generator = stored.generator if stored and references.origins.get("machine", "").startswith("task ") else None
+    if generator and generator.get("small_local_model"):
+        warnings.append(
+            ReportWarning(
+                kind="small_generator",
+                count=stored.n_texts if stored else 0,
+                message=f"the machine references were written by a small local model ({generator.get('model')}); its "
+                "style is not that of the LLMs crowd workers use, so true-positive rates measured on them may be "
+                "optimistic or pessimistic; prefer answers from the LLMs your vendors may use (--generator openai:MODEL)",
+            )
+        )
+    return warnings
 
 
 def run_audit(
@@ -74,6 +180,7 @@ def run_audit(
     on_progress: Callable[[int], None] | None = None,
     embeddings: bool = True,
     executor: Executor | None = None,
+    tasks: TaskStore | None = None,
 ) -> Report:
     """Audit ``paths`` (validated by :func:`~auditor.audit.work.plan`; ``unreadable`` holds the
     files it could not open) into ``out``: writes ``items.parquet`` and returns the report."""
@@ -82,11 +189,8 @@ def run_audit(
     unreadable = unreadable or {}
     readable = [p for p in paths if p not in unreadable]
     out.mkdir(parents=True, exist_ok=True)
-    references = {
-        role: read_texts(path, options.reference_text_col) if path else None
-        for role, path in (("human", options.human_reference), ("machine", options.machine_reference))
-    }
-    estimation = estimation_for(scorer, options, references)
+    references = audit_references(options, scorer, tasks)
+    estimation = estimation_for(scorer.require_calibration(), scorer.model_dir.name, options.level, references)
     work = ScoringWork(out, audit_state(readable, columns, scorer, settings.chunk_rows), options.resume)
     items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress, executor)
     if unreadable:  # a file that could not be opened is one unreadable item, so it is not lost from view
@@ -108,7 +212,9 @@ def run_audit(
         vendor_report(str(vendor), part, estimation, behaviour, behaviour_cols, options.top_items, embeddings)
         for vendor, part in items.groupby("vendor", sort=True)
     ]
-    human_reference = diversity(references["human"], embeddings=embeddings) if references["human"] is not None else None
+    human_reference = (
+        diversity(references.human_texts, embeddings=embeddings) if references.human_texts is not None else None
+    )
     encoding_rows = items[
         items["problem"].astype(str).str.contains("not valid UTF-8", na=False) & items[STATUS].ne("unreadable")
     ]
@@ -120,6 +226,8 @@ def run_audit(
             "interval_level": options.level,
             "human_reference": str(options.human_reference) if options.human_reference else None,
             "machine_reference": str(options.machine_reference) if options.machine_reference else None,
+            "task": options.task,
+            "references": references.describe(),
             "chunk_rows": settings.chunk_rows,
             "max_tokens": settings.max_tokens,
             "dedup_threshold": settings.dedup_threshold,
@@ -132,7 +240,8 @@ def run_audit(
         vendors=vendors,
         cross_vendor_duplicate_clusters=duplicate_clusters(items, min_workers=1, min_vendors=2),
         human_reference=human_reference,
-        warnings=input_warnings(items, {str(p): r for p, r in unreadable.items()}, encoding_rows),
+        warnings=input_warnings(items, {str(p): r for p, r in unreadable.items()}, encoding_rows)
+        + reference_warnings(references),
     )
     write_items(items, behaviour, out / "items.parquet")
     return report

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from auditor.stats import Interval
+from auditor.stats import CalibrationFit, Interval, LowerBound
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
 
 
 class ReportWarning(BaseModel):
@@ -96,7 +96,16 @@ class VendorReport(BaseModel):
     n_skipped: int
     n_flagged: int
     flag_rate: Interval
-    prevalence: Interval = Field(description="the primary estimate (see methods.primary)")
+    prevalence: Interval = Field(
+        description="the primary estimate (see methods.primary), widened when calibration_fit is not consistent"
+    )
+    calibration_fit: CalibrationFit | None = Field(
+        None, description="whether the vendor's scores fit a mixture of the human and LLM reference scores in use"
+    )
+    calibration_advice: str | None = Field(None, description="in plain words, when the calibration does not fit")
+    prevalence_lower_bound: LowerBound | None = Field(
+        None, description="one-sided lower bound on the LLM share from a human reference of the task alone"
+    )
     prevalence_from_flags: Interval | None = None
     prevalence_score_mixture: Interval | None = None
     batches: list[dict[str, Any]] = Field(default_factory=list)

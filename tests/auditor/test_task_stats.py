@@ -1,0 +1,90 @@
+"""The statistics of task-aware audits: does the calibration fit a vendor, a mixture interval
+that is never zero-width, and a lower bound from a human reference alone."""
+
+import numpy as np
+import pytest
+
+from auditor.audit.aggregate import Estimation, unfamiliar_task_prevalence
+from auditor.calibration import calibrate
+from auditor.stats import ScoreReference, mixture_fit, prevalence_from_scores, prevalence_lower_bound
+
+
+def _human(rng, n):
+    return rng.beta(2, 8, n)
+
+
+def _llm(rng, n):
+    return rng.beta(6, 2, n)
+
+
+def _vendor(rng, n, share, human=_human):
+    k = int(round(share * n))
+    return np.concatenate([human(rng, n - k), _llm(rng, k)])
+
+
+def test_the_fit_test_accepts_vendors_drawn_from_the_references_and_rejects_another_task():
+    rng = np.random.default_rng(0)
+    reference = ScoreReference.from_scores(_human(rng, 300), _llm(rng, 300))
+    same_task = [mixture_fit(_vendor(rng, 300, s), reference, alpha=0.1, bootstrap=200) for s in (0, 0.1, 0.3) * 8]
+    rejected = np.mean([not f.consistent for f in same_task])
+    assert rejected <= 0.25  # about alpha when the references describe the vendor's task
+    assert all(0 < f.p_value <= 1 for f in same_task)
+
+    def other_humans(rng, n):  # humans of another task: scores a little higher
+        return rng.beta(3, 6, n)
+
+    other_task = [
+        mixture_fit(_vendor(rng, 400, 0.2, other_humans), reference, alpha=0.1, bootstrap=200) for _ in range(10)
+    ]
+    assert np.mean([not f.consistent for f in other_task]) >= 0.8
+    assert all(f.method.startswith("G-test") and f.statistic > 0 for f in other_task)
+
+
+def test_the_mixture_interval_is_never_zero_width_and_narrows_with_size():
+    rng = np.random.default_rng(1)
+    reference = ScoreReference.from_scores(_human(rng, 200), _llm(rng, 200))
+    small = prevalence_from_scores(_human(rng, 48), reference)
+    large = prevalence_from_scores(_human(rng, 2000), reference)
+    assert small.ci_low == 0.0 and small.ci_high > 0.01  # 48 human texts cannot prove 0%
+    assert large.ci_high < small.ci_high
+    covered = [
+        prevalence_from_scores(_vendor(rng, 100, s), reference, bootstrap=150).ci_low
+        <= s
+        <= prevalence_from_scores(_vendor(rng, 100, s), reference, bootstrap=150).ci_high
+        for s in (0.0, 0.05, 0.25) * 6
+    ]
+    assert np.mean(covered) >= 0.8
+
+
+def test_the_lower_bound_from_a_human_reference_holds_and_finds_real_llm_text():
+    rng = np.random.default_rng(2)
+    held = []
+    for share in (0.0, 0.05, 0.1, 0.25, 0.5) * 12:
+        bound = prevalence_lower_bound(_vendor(rng, 200, share), _human(rng, 100), level=0.9)
+        assert bound is not None
+        held.append(bound.bound <= share)
+    assert np.mean(held) >= 0.9
+    strong = prevalence_lower_bound(_vendor(rng, 500, 0.5), _human(rng, 200), level=0.9)
+    assert strong is not None and 0.2 < strong.bound <= 0.5 and strong.threshold is not None
+    assert prevalence_lower_bound(np.array([]), _human(rng, 10)) is None
+
+
+def test_a_vendor_whose_scores_do_not_fit_gets_a_wide_interval_not_a_confident_zero():
+    rng = np.random.default_rng(3)
+    human, llm = _human(rng, 400), _llm(rng, 400)
+    calibration = calibrate(human[:200], human[200:], llm)
+    estimation = Estimation(
+        calibration, calibration.error_rates(), calibration.reference(), 0.9, "test", unfamiliar_spread=(1.0, 1.0)
+    )
+    confident = prevalence_from_scores(np.full(48, 0.05), calibration.reference())
+    widened = unfamiliar_task_prevalence(2, 48, estimation, confident)
+    assert widened.ci_high > max(confident.ci_high, 0.1)
+    assert widened.ci_low <= confident.ci_low
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_tiny_vendors_get_no_fit_verdict_or_a_harmless_one(n):
+    rng = np.random.default_rng(4)
+    reference = ScoreReference.from_scores(_human(rng, 100), _llm(rng, 100))
+    fit = mixture_fit(_human(rng, n), reference)
+    assert (fit is None) if n == 0 else fit.consistent
