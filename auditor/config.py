@@ -33,11 +33,16 @@ class Settings(BaseSettings):
     )
     dedup_threshold: float = Field(0.4, gt=0, le=1, description="Jaccard similarity that counts as a near-duplicate")
     chunk_rows: int = Field(512, ge=1, description="rows scored per step (progress and resume granularity)")
+    tasks_dir: Path | None = Field(None, description="stored task references; default: <cache_dir>/tasks")
 
     @field_validator("cache_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @property
+    def task_store_dir(self) -> Path:
+        return self.tasks_dir or self.cache_dir / "tasks"
 
     @property
     def reference_location(self) -> str:

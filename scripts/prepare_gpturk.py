@@ -8,6 +8,8 @@ Writes (texts stay outside the repository):
                    the keystroke log the study recorded
   mturk_2018.csv   the 2018 batch of the same task (summaries.csv), before ChatGPT existed
   chatgpt.csv      ChatGPT summaries of the same abstracts (generated_outputs.csv)
+  prompts.csv      the task's prompts: each of the 16 abstracts with the HIT's instruction, for
+                   `auditor references generate --prompts prompts.csv --prompt-col prompt`
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.corpus import datasets_dir  # noqa: E402
 
+# The HIT asked for a plain-language summary of about 100 words of a medical abstract.
+INSTRUCTION = (
+    "Summarize the following medical research abstract in about 100 words, in plain language for a general audience."
+)
 _SUMMARY_2018 = re.compile(r"<QuestionIdentifier>summary</QuestionIdentifier><FreeText>(.*?)</FreeText>", re.S)
 
 
@@ -77,7 +83,11 @@ def main() -> None:
     generated[["HITId", "temperature", "text"]].rename(columns={"text": "summary"}).to_csv(
         args.out / "chatgpt.csv", index=False
     )
-    print(f"wrote batch_2023.csv, mturk_2018.csv and chatgpt.csv to {args.out}")
+    abstracts = pd.read_csv(folder / "abstracts_final.csv")["texts"]
+    pd.DataFrame({"prompt": [INSTRUCTION + "\n\n" + a.strip() for a in abstracts]}).to_csv(
+        args.out / "prompts.csv", index=False
+    )
+    print(f"wrote batch_2023.csv, mturk_2018.csv, chatgpt.csv and prompts.csv to {args.out}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from auditor.stats import (
     CalibrationFit,
     ErrorRates,
     Interval,
+    LowerBound,
     ScoreReference,
     item_posteriors,
     mixture_fit,
@@ -307,23 +308,10 @@ def vendor_report(
 ) -> VendorReport:
     scored = items[items[STATUS].eq(SCORED)]
     n_scored, n_flagged = len(scored), int(scored[FLAGGED].sum())
-    level = estimation.level
     probabilities = scored[PROBABILITY].to_numpy(dtype=float)
     clusters = duplicate_clusters(items)
-    from_flags = prevalence_from_flags(n_flagged, n_scored, estimation.rates, level)
-    mixture = prevalence_from_scores(probabilities, estimation.reference, level) if estimation.reference else None
-    primary = mixture if estimation.primary == "mixture" and mixture is not None else from_flags
-    fit = mixture_fit(probabilities, estimation.reference, alpha=1 - level) if estimation.reference else None
-    advice = None
-    if fit is not None and not fit.consistent:
-        primary = unfamiliar_task_prevalence(n_flagged, n_scored, estimation, mixture)
-        advice = unfamiliar_task_advice(fit, estimation)
-    lower = (
-        prevalence_lower_bound(probabilities, estimation.task_human, level)
-        if estimation.task_human is not None
-        else None
-    )
-    workers = worker_reports(items, estimation, behaviour, clusters, mixture)
+    estimates = prevalence_estimates(probabilities, n_flagged, estimation)
+    workers = worker_reports(items, estimation, behaviour, clusters, estimates.score_mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
     references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
     return VendorReport(
@@ -332,13 +320,13 @@ def vendor_report(
         n_scored=n_scored,
         n_skipped=int(items[STATUS].eq(SKIPPED).sum()),
         n_flagged=n_flagged,
-        flag_rate=wilson(n_flagged, n_scored, level),
-        prevalence=primary,
-        calibration_fit=fit,
-        calibration_advice=advice,
-        prevalence_lower_bound=lower,
-        prevalence_from_flags=from_flags,
-        prevalence_score_mixture=mixture,
+        flag_rate=wilson(n_flagged, n_scored, estimation.level),
+        prevalence=estimates.headline,
+        calibration_fit=estimates.fit,
+        calibration_advice=estimates.advice,
+        prevalence_lower_bound=estimates.lower_bound,
+        prevalence_from_flags=estimates.from_flags,
+        prevalence_score_mixture=estimates.score_mixture,
         batches=batch_rows(scored, estimation) if scored["batch"].notna().any() else [],
         workers=workers,
         top_workers=[w.worker for w in workers if w.p_uses_llm >= 0.5][:10],
@@ -360,6 +348,33 @@ def vendor_report(
         ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
     )
+
+
+@dataclass(frozen=True)
+class PrevalenceEstimates:
+    headline: Interval  # the report's `prevalence`
+    from_flags: Interval
+    score_mixture: Interval | None
+    fit: CalibrationFit | None
+    advice: str | None
+    lower_bound: LowerBound | None
+
+
+def prevalence_estimates(probabilities: np.ndarray, n_flagged: int, estimation: Estimation) -> PrevalenceEstimates:
+    """Every prevalence estimate of one vendor (or any set of scored items)."""
+    scores = probabilities[~np.isnan(probabilities)]
+    level, reference = estimation.level, estimation.reference
+    from_flags = prevalence_from_flags(n_flagged, len(scores), estimation.rates, level)
+    mixture = prevalence_from_scores(scores, reference, level) if reference else None
+    headline = mixture if estimation.primary == "mixture" and mixture is not None else from_flags
+    fit = mixture_fit(scores, reference, alpha=1 - level) if reference else None
+    advice = None
+    if fit is not None and not fit.consistent:
+        headline = unfamiliar_task_prevalence(n_flagged, len(scores), estimation, mixture)
+        advice = unfamiliar_task_advice(fit, estimation)
+    human = estimation.task_human
+    lower = prevalence_lower_bound(scores, human, level) if human is not None else None
+    return PrevalenceEstimates(headline, from_flags, mixture, fit, advice, lower)
 
 
 def unfamiliar_task_prevalence(k: int, n: int, estimation: Estimation, mixture: Interval | None) -> Interval:

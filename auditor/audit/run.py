@@ -287,7 +287,10 @@ def _methods(estimation: Estimation) -> Methods:
         ),
         prevalence_score_mixture=(
             "maximum-likelihood mixture weight of the human and LLM reference score histograms (logit bins), "
-            "bootstrap interval resampling items and both references (Liang et al. 2024 style)"
+            "interval joining the profile-likelihood interval (the vendor's sampling) and a bootstrap resampling items "
+            "and both references (Liang et al. 2024 style); calibration_fit tests whether the vendor's scores fit the "
+            "mixture at all, and when they do not, `prevalence` is widened to error rates that vary as much as they do "
+            "between kinds of text"
         ),
         workers=(
             "per-worker flag rates shrunk towards the vendor's with a beta-binomial prior fitted by moments, then "

@@ -16,7 +16,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from auditor.report.models import Report, VendorReport
-from auditor.stats import Interval
+from auditor.stats import CalibrationFit, Interval, LowerBound
 
 _env = Environment(
     loader=PackageLoader("auditor.report", "templates"), autoescape=select_autoescape(["html", "html.j2"])
@@ -35,6 +35,18 @@ def interval(value: Interval | None) -> str:
     return f"{pct(value.estimate)} [{pct(value.ci_low)}, {pct(value.ci_high)}]"
 
 
+def fit(value: CalibrationFit | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{'fits' if value.consistent else 'does not fit'} (p = {value.p_value:.3g})"
+
+
+def lower_bound(value: LowerBound | None) -> str:
+    return "n/a" if value is None else f"{pct(value.bound)} ({int(100 * value.level)}% one-sided)"
+
+
+_env.filters["fit"] = fit
+_env.filters["lower_bound"] = lower_bound
 _env.filters["pct"] = pct
 _env.filters["interval"] = interval
 

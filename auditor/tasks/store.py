@@ -182,10 +182,11 @@ class TaskStore:
                 stored.scored_with, stored.updated_at = identity, now_iso()
                 self._write(info, role, frame)
             values = frame["llm_probability"].to_numpy(dtype=float)
-            scores[role] = values[~np.isnan(values)]
-            if len(scores[role]) < MIN_TEXTS:
+            scored = values[~np.isnan(values)]
+            scores[role] = scored
+            if len(scored) < MIN_TEXTS:
                 raise TaskError(
-                    f"task {task!r}: only {len(scores[role])} of its {len(frame)} {role} references could be scored "
+                    f"task {task!r}: only {len(scored)} of its {len(frame)} {role} references could be scored "
                     f"(the others are too short); add more with `auditor references add --task {task}`"
                 )
             if role == "human":
