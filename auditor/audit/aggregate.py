@@ -23,6 +23,7 @@ from auditor.report.models import (
     VendorReport,
     WorkerReport,
 )
+from auditor.report.verdict import verdict_for
 from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
 from auditor.stats import (
     CalibrationFit,
@@ -314,7 +315,7 @@ def vendor_report(
     workers = worker_reports(items, estimation, behaviour, clusters, estimates.score_mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
     references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
-    return VendorReport(
+    report = VendorReport(
         vendor=vendor,
         n_items=len(items),
         n_scored=n_scored,
@@ -348,6 +349,8 @@ def vendor_report(
         ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
     )
+    report.verdict = verdict_for(report, estimation.level)
+    return report
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@ the HTML and Markdown renderings are made from it and nothing else."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from auditor.stats import CalibrationFit, Interval, LowerBound
 
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 
 
 class ReportWarning(BaseModel):
@@ -89,6 +89,15 @@ class BehaviourSummary(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+class Verdict(BaseModel):
+    """What a reader must take away about one vendor (rule: auditor/report/verdict.py)."""
+
+    status: Literal["no_llm_text_detected", "llm_text_present", "cannot_tell"]
+    headline: str = Field(description="one plain sentence, e.g. 'LLM text present: at least 12% of items'")
+    reason: str = Field(description="the evidence the status rests on")
+    next_action: str = Field(description="what to do about it")
+
+
 class VendorReport(BaseModel):
     vendor: str
     n_items: int = Field(description="rows attributed to this vendor")
@@ -119,6 +128,7 @@ class VendorReport(BaseModel):
     diversity: Diversity | None = None
     behaviour: BehaviourSummary | None = None
     score_histogram: list[int] = Field(default_factory=list, description="counts of llm_probability in 20 equal bins")
+    verdict: Verdict | None = Field(None, description="the verdict the reports lead with (schema 1.2 on)")
 
 
 class Methods(BaseModel):

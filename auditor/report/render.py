@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 import matplotlib
@@ -14,8 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from auditor.report.models import Report, VendorReport
+from auditor.report.verdict import VERDICT_RULE
 from auditor.stats import CalibrationFit, Interval, LowerBound
 
 _env = Environment(
@@ -45,10 +48,18 @@ def lower_bound(value: LowerBound | None) -> str:
     return "n/a" if value is None else f"{pct(value.bound)} ({int(100 * value.level)}% one-sided)"
 
 
+def code_spans(text: str | None) -> Markup:
+    """Plain text with `backticked` commands set as <code>, everything else escaped."""
+    parts = re.split(r"`([^`]+)`", text or "")
+    return Markup("".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts)))
+
+
+_env.filters["code_spans"] = code_spans
 _env.filters["fit"] = fit
 _env.filters["lower_bound"] = lower_bound
 _env.filters["pct"] = pct
 _env.filters["interval"] = interval
+_env.globals["verdict_rule"] = VERDICT_RULE
 
 
 def _png(figure) -> str:
@@ -63,14 +74,14 @@ def estimates_chart(report: Report) -> str:
     height = 0.9 + 0.45 * len(vendors)
     figure, axis = plt.subplots(figsize=(7.5, height))
     y = np.arange(len(vendors))[::-1]
-    for offset, attribute, colour, label in (
-        (0.12, "prevalence", "#c0392b", "prevalence (corrected)"),
-        (-0.12, "flag_rate", "#7f8c8d", "flag rate"),
+    for offset, attribute, colour, marker, label in (
+        (0.12, "prevalence", "#c0392b", "o", "prevalence (corrected), circles"),
+        (-0.12, "flag_rate", "#5f6b6d", "s", "flag rate, squares"),
     ):
         values = [getattr(v, attribute) for v in vendors]
         est = np.array([v.estimate for v in values])
         err = np.array([[v.estimate - v.ci_low for v in values], [v.ci_high - v.estimate for v in values]])
-        axis.errorbar(est, y + offset, xerr=np.clip(err, 0, None), fmt="o", color=colour, capsize=3, label=label)
+        axis.errorbar(est, y + offset, xerr=np.clip(err, 0, None), fmt=marker, color=colour, capsize=3, label=label)
     axis.set_yticks(y, [f"{v.vendor} (n={v.n_scored})" for v in vendors])
     axis.set_xlim(-0.02, 1.02)
     axis.set_xlabel(f"share of items ({int(100 * report.methods.interval_level)}% intervals)")
@@ -137,12 +148,24 @@ def workers_chart(vendor: VendorReport, limit: int = 25) -> str | None:
             [w.prevalence.ci_high - w.prevalence.estimate for w in workers],
         ]
     )
-    colours = ["#c0392b" if w.p_uses_llm >= 0.5 else "#7f8c8d" for w in workers]
+    likely = np.array([w.p_uses_llm >= 0.5 for w in workers])
+    sizes = np.array([12 + 3 * w.n_items for w in workers])
     axis.errorbar(est, y, xerr=np.clip(err, 0, None), fmt="none", ecolor="#bbbbbb", capsize=2)
-    axis.scatter(est, y, c=colours, s=[12 + 3 * w.n_items for w in workers], zorder=3)
-    axis.set_yticks(y, [f"{w.worker} ({w.n_flagged}/{w.n_items})" for w in workers], fontsize=7)
+    # shape as well as colour tells the likely LLM users apart (and the tick label says it in words)
+    for mask, colour, marker, label in (
+        (likely, "#c0392b", "^", "P(uses an LLM) >= 0.5"),
+        (~likely, "#5f6b6d", "o", "P(uses an LLM) < 0.5"),
+    ):
+        if mask.any():
+            axis.scatter(est[mask], y[mask], c=colour, marker=marker, s=sizes[mask], zorder=3, label=label)
+    axis.set_yticks(
+        y,
+        [f"{'▲ ' if w.p_uses_llm >= 0.5 else ''}{w.worker} ({w.n_flagged}/{w.n_items})" for w in workers],
+        fontsize=7,
+    )
     axis.set_xlim(-0.02, 1.02)
-    axis.set_xlabel("estimated share of LLM-written items (shrunk); red: P(uses an LLM) >= 0.5")
+    axis.set_xlabel("estimated share of LLM-written items (shrunk)")
+    axis.legend(fontsize=7, loc="lower right")
     axis.grid(axis="x", alpha=0.3)
     return _png(figure)
 
