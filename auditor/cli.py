@@ -3,17 +3,25 @@
 Every command reads through :mod:`auditor.reader` and scores through the one
 :class:`~auditor.scoring.Scorer`; ``audit`` and ``gate`` run here or on Dask through
 :mod:`auditor.execution`. The REST service (``serve``, ``worker``, ``keys``) is imported only
-when one of those commands runs: the auditor does not depend on it."""
+when one of those commands runs: the auditor does not depend on it.
+
+Conventions shared by the commands: ``--text-col`` names the text column (or field) everywhere;
+``-v/--verbose`` and ``-q/--quiet`` come before the command (``auditor -q audit ...``); results
+go to stdout or files, progress, information, warnings and errors to stderr. Exit codes of
+``audit`` and ``gate`` for pipelines: :data:`AUDIT_EXIT_CODES`, :data:`GATE_EXIT_CODES`."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
-import warnings
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,13 +37,40 @@ from rich.progress import (
 )
 
 from auditor.config import get_settings
-from auditor.reader import Problem, ReadError, read_table, require_columns, write_table
+from auditor.reader import Problem, ReadError, read_table, require_columns, source_name, write_table
 
 if TYPE_CHECKING:
+    from auditor.audit.work import Source
+    from auditor.gate import ShardResult
+    from auditor.report.models import Report, VendorReport
     from auditor.scoring import Scorer
     from detectors.reference import ReferenceIndex
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
+# Exit codes of `auditor audit` (also in its --help). Usage and input errors are 2 for every command.
+EXIT_OK, EXIT_USAGE, EXIT_ABOVE, EXIT_NOTHING_SCORED, EXIT_ROWS_LOST = 0, 2, 3, 4, 5
+AUDIT_EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "the audit is complete (and no vendor is above --fail-above)",
+    EXIT_USAGE: "usage or input error: a bad option, a missing column, no input file readable at all; no report",
+    EXIT_ABOVE: "--fail-above SHARE: some vendor's prevalence lower bound is above SHARE (the vendors are listed)",
+    EXIT_NOTHING_SCORED: "no row was scored (e.g. the text column is empty); 0 with --allow-partial",
+    EXIT_ROWS_LOST: "rows were lost to damaged input (unreadable rows or files, a truncated .gz/.zst; status "
+    "`unreadable` in items.parquet); 0 with --allow-partial",
+}
+# Exit codes of `auditor gate` (also in its --help).
+GATE_EXIT_CODES: dict[int, str] = {
+    0: "every shard passes",
+    1: "some shard is rejected",
+    2: "usage error",
+    3: "some shard could not be read (decision `error`; the others are still judged)",
+}
+
+
+def _exit_code_epilog(codes: Mapping[int, str], note: str = "") -> str:
+    # Typer's rich help rewraps the epilog: one paragraph per exit code.
+    return "Exit codes:\n\n" + "\n\n".join(f"{code}: {what}" for code, what in codes.items()) + note
+
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, help="Audit text deliveries for LLM-written content.")
 reference_app = typer.Typer(no_args_is_help=True, help="The near-duplicate reference index.")
 app.add_typer(reference_app, name="reference")
 references_app = typer.Typer(
@@ -44,7 +79,46 @@ references_app = typer.Typer(
 app.add_typer(references_app, name="references")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the REST service.")
 app.add_typer(keys_app, name="keys")
-console = Console(stderr=True, soft_wrap=True)
+console = Console(stderr=True, soft_wrap=True)  # progress and information: silent with --quiet
+alerts = Console(stderr=True, soft_wrap=True)  # warnings and errors: always shown
+
+
+@dataclass
+class _Flags:
+    verbose: bool = False
+    quiet: bool = False
+
+
+flags = _Flags()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from auditor import __version__
+
+        typer.echo(f"auditor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show the libraries' logs, warnings and progress bars")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="hide progress bars and information lines (warnings and errors stay)")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """Audit text deliveries for LLM-written content."""
+    if verbose and quiet:
+        fail("give --verbose or --quiet, not both")
+    flags.verbose, flags.quiet = verbose, quiet
+    console.quiet = quiet
+
 
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="trained bundle directory (default: the shipped model)")]
 TrustOpt = Annotated[
@@ -54,9 +128,27 @@ TextColOpt = Annotated[str, typer.Option("--text-col", help="column holding the 
 SchedulerOpt = Annotated[
     str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)")
 ]
-WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=1, help="start a local Dask cluster with this many worker processes")
+DaskWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--dask-workers", min=1, help="start a local Dask cluster with this many worker processes"),
 ]
+# Deprecated spellings, accepted for a release and hidden from --help.
+OldWorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, hidden=True, help="deprecated: use --dask-workers")
+]
+OldTextFieldOpt = Annotated[str | None, typer.Option("--text-field", hidden=True, help="deprecated: use --text-col")]
+T = TypeVar("T")
+
+
+def renamed(new: str, value: T, old: str, old_value: T | None, default: T | None = None) -> T:
+    """The value of option ``new``, or of its deprecated spelling ``old`` when that is given
+    (with a warning); both given with different values is a usage error."""
+    if old_value is None:
+        return value
+    alerts.print(f"[yellow]warning:[/] {old} is deprecated and will be removed; use {new}", highlight=False)
+    if value is not None and value != default and value != old_value:
+        fail(f"give {new} or {old}, not both")
+    return old_value
 
 
 @contextmanager
@@ -68,33 +160,56 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal and total < 1) as bar:
+    hidden = flags.quiet or (not console.is_terminal and total < 1)
+    with Progress(*columns, console=console, transient=False, disable=hidden) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    alerts.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+# What `pip install 'llm-contamination-auditor[service]'` brings: the commands that need it say so.
+SERVICE_MODULES = ("fastapi", "uvicorn", "multipart", "sqlalchemy", "alembic", "prometheus_client")
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Stop with the install command when a command needs an extra that is not installed."""
+    import importlib.util
+
+    from rich.markup import escape
+
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        fail(
+            escape(
+                f"this command needs the [{extra}] extra ({', '.join(missing)} not installed): "
+                f"pip install 'llm-contamination-auditor[{extra}]'"
+            )
+        )
+
+
+def warn(message: str) -> None:
+    alerts.print(f"[yellow]warning:[/] {message}", highlight=False)
 
 
 def report_problems(problems: list[Problem], limit: int = 10) -> None:
     if not problems:
         return
-    console.print(f"[yellow]{len(problems)} row(s) could not be read as given and were skipped or repaired:[/]")
+    alerts.print(f"[yellow]{len(problems)} row(s) could not be read as given and were skipped or repaired:[/]")
     for problem in problems[:limit]:
-        console.print(f"  {problem}", highlight=False)
+        alerts.print(f"  {problem}", highlight=False)
     if len(problems) > limit:
-        console.print(f"  ... and {len(problems) - limit} more")
+        alerts.print(f"  ... and {len(problems) - limit} more")
 
 
 def _quiet_libraries() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
-    from transformers.utils import logging as hf_logging
+    """Library logs, warnings and progress bars off (unless --verbose): see auditor.python_api."""
+    from auditor.python_api import quiet_libraries
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_libraries(flags.verbose, configure_logging=True)
 
 
 def _scorer(model: Path | None, trust_model: bool, reference: bool = True) -> Scorer:
@@ -108,7 +223,7 @@ def _scorer(model: Path | None, trust_model: bool, reference: bool = True) -> Sc
         fail(str(exc))
 
 
-def _read_texts(path: Path, text_col: str, extra: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+def _read_texts(path: Source, text_col: str, extra: Mapping[str, str | None] | None = None) -> pd.DataFrame:
     try:
         require_columns(path, {"--text-col": text_col, **(extra or {})})
         frame, problems = read_table(path)
@@ -138,43 +253,141 @@ def setup() -> None:
     from auditor.training import ensure_fast_model
 
     with console.status("fast n-gram classifier for the gate (trained once, about a minute)"):
-        fast = ensure_fast_model(settings)
+        try:
+            fast = ensure_fast_model(settings)
+        except FileNotFoundError as exc:  # a pip install has no shared data sets to train it on
+            warn(f"the gate's fast classifier is not trained ({exc}); `auditor gate --scorer lm` works without it")
+            return
     console.print(f"fast classifier: {fast}")
+
+
+STDIO = "-"
+
+
+class TableFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+
+
+FORMATS = tuple(f.value for f in TableFormat)
+FormatOpt = Annotated[
+    TableFormat | None,
+    typer.Option(
+        "--format",
+        help="format of `-` (standard input/output) and of paths without an extension; a path's own extension wins",
+    ),
+]
+
+
+def _named_format(source: str) -> tuple[str | None, str]:
+    """The table format a path's name declares, or None and why not (``-``, no or an unknown extension)."""
+    from auditor.reader import describe_format
+
+    if source == STDIO:
+        return None, "standard input/output"
+    try:
+        return describe_format(source)[0], ""
+    except ReadError as exc:
+        return None, exc.reason
+
+
+@contextmanager
+def _staged_input(source: str, fmt: str | None, option: str) -> Iterator[str]:
+    """``source`` as the reader takes it: standard input, or a path without an extension, is
+    copied to a temporary file named after ``fmt``."""
+    named, why = _named_format(source)
+    if named is not None:
+        yield source
+        return
+    if fmt is None:
+        what = "standard input" if source == STDIO else f"{source} ({why})"
+        fail(f"cannot tell the format of {what}: give {option} {'|'.join(FORMATS)}")
+    with tempfile.TemporaryDirectory(prefix="auditor-stdin-") as tmp:
+        staged = Path(tmp) / f"{'stdin' if source == STDIO else source_name(source) or 'input'}.{fmt}"
+        if source == STDIO:
+            staged.write_bytes(sys.stdin.buffer.read())
+        else:
+            import fsspec
+
+            try:
+                with fsspec.open(source, "rb") as raw, staged.open("wb") as copy:
+                    shutil.copyfileobj(raw, copy)
+            except OSError as exc:
+                fail(f"{source}: cannot read: {exc}")
+        yield str(staged)
+
+
+def _write_scored(scored: pd.DataFrame, out: str, fmt: str) -> None:
+    """Write by format (Parquet typed by the schema: a column of nulls stays a string column);
+    ``-`` writes the bytes to standard output."""
+    from auditor.scoring import SCORED
+
+    def write(path: Path) -> None:
+        if fmt == "parquet":
+            SCORED.write_parquet(scored, path)
+        else:
+            write_table(scored, path)
+
+    if out != STDIO:
+        write(Path(out))
+        return
+    with tempfile.TemporaryDirectory(prefix="auditor-stdout-") as tmp:
+        path = Path(tmp) / f"scored.{fmt}"
+        write(path)
+        sys.stdout.flush()
+        with path.open("rb") as data:
+            shutil.copyfileobj(data, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
 
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file (by extension)")],
+    input: Annotated[
+        str,
+        typer.Argument(help="CSV, JSONL or Parquet file (by extension), an fsspec URL, or - for standard input"),
+    ],
     text_col: TextColOpt,
-    out: Annotated[Path, typer.Option("--out", help="output file: CSV, JSONL or Parquet (by extension)")],
+    out: Annotated[
+        str, typer.Option("--out", help="output file: CSV, JSONL or Parquet (by extension), or - for standard output")
+    ],
+    fmt: FormatOpt = None,
+    input_format: Annotated[
+        TableFormat | None,
+        typer.Option("--input-format", help="format of the input when it differs from --format"),
+    ] = None,
     model: ModelOpt = None,
     trust_model: TrustOpt = False,
 ) -> None:
-    """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal."""
-    _quiet_libraries()
-    from auditor.reader import describe_format
-    from auditor.scoring import FLAGGED, SCORED, NotCalibratedError, score_table
+    """Score every row: llm_probability, flagged (at the calibrated threshold) and one column per signal.
 
-    try:
-        describe_format(out)
-    except ReadError as exc:
-        fail(f"--out {exc}")
-    frame = _read_texts(input, text_col)
+    `auditor score - --text-col text --out - --format jsonl < in.jsonl > scored.jsonl` reads standard
+    input and writes standard output (messages go to stderr)."""
+    _quiet_libraries()
+    from auditor.scoring import FLAGGED, NotCalibratedError, score_table
+
+    named, why = _named_format(out)
+    out_format = named or (fmt.value if fmt else None)
+    if out_format is None:
+        fail(f"--out {out}: {why}; give --format {'|'.join(FORMATS)}")
+    if out_format not in (*FORMATS, "tsv"):
+        fail(f"--out {out}: cannot write {out_format}; write .csv, .tsv, .jsonl or .parquet")
+    given = input_format or fmt
+    with _staged_input(input, given.value if given else None, "--input-format or --format") as source:
+        frame = _read_texts(source, text_col)
     scorer = _scorer(model, trust_model)
     try:
         scorer.require_calibration()
     except NotCalibratedError as exc:
         fail(str(exc))
-    with progress_bar(f"scoring {input.name}", len(frame)) as advance:
+    name = "standard input" if input == STDIO else source_name(input)
+    with progress_bar(f"scoring {name}", len(frame)) as advance:
         scored = score_table(scorer, frame, text_col, advance)
-    if describe_format(out)[0] == "parquet":
-        SCORED.write_parquet(scored, out)  # typed by the schema (a column of nulls stays a string column)
-    else:
-        write_table(scored, out)
+    _write_scored(scored, out, out_format)
     skipped = scored["skip_reason"].notna().sum()
     console.print(
         f"scored {len(scored) - skipped} of {len(scored)} rows ({skipped} skipped, see skip_reason); "
-        f"{int(scored[FLAGGED].sum())} flagged -> {out}"
+        f"{int(scored[FLAGGED].sum())} flagged -> {'standard output' if out == STDIO else out}"
     )
 
 
@@ -306,9 +519,22 @@ def train(
     console.print(result.summary())
 
 
-@app.command()
+AUDIT_EPILOG = _exit_code_epilog(
+    AUDIT_EXIT_CODES,
+    "\n\nWhen several apply, the first of 4, 5, 3 is the exit code. A vendor's prevalence lower bound is "
+    "the low end of its headline interval (report.json: vendors[].prevalence.ci_low), or the one-sided bound "
+    "from a human reference of the task (vendors[].prevalence_lower_bound.bound) when that is larger.",
+)
+
+
+@app.command(epilog=AUDIT_EPILOG)
 def audit(
-    inputs: Annotated[list[Path], typer.Argument(help="CSV, JSONL or Parquet files, optionally .gz or .zst")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="CSV, JSONL or Parquet files, optionally .gz or .zst: paths or fsspec URLs (file://, s3:// ...)"
+        ),
+    ],
     text_col: TextColOpt,
     vendor_col: Annotated[str, typer.Option("--vendor-col", help="column naming the vendor (or crowd platform)")],
     out: Annotated[Path, typer.Option("--out", help="directory for report.json/.html/.md and items.parquet")],
@@ -319,11 +545,13 @@ def audit(
     paste_col: Annotated[str | None, typer.Option("--paste-col", help="paste events (count or true/false)")] = None,
     keystrokes_col: Annotated[str | None, typer.Option("--keystrokes-col", help="keystroke count")] = None,
     human_reference: Annotated[
-        Path | None,
-        typer.Option(help="human-written texts from the same task, to measure false positives and diversity on"),
+        str | None,
+        typer.Option(
+            help="human-written texts from the same task, to measure false positives and diversity on (path or URL)"
+        ),
     ] = None,
     machine_reference: Annotated[
-        Path | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on")
+        str | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on (path or URL)")
     ] = None,
     reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
     task: Annotated[
@@ -334,11 +562,28 @@ def audit(
         ),
     ] = None,
     level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-above",
+            min=0.0,
+            max=1.0,
+            help="exit 3 (after writing the report) when a vendor's prevalence lower bound is above this share: "
+            "the low end of its interval, or the bound from a human reference of the task when larger",
+        ),
+    ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial", help="exit 0 with a warning when rows were lost to damaged input or none was scored"
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
     model: ModelOpt = None,
     trust_model: TrustOpt = False,
     scheduler: SchedulerOpt = None,
-    workers: WorkersOpt = None,
+    dask_workers: DaskWorkersOpt = None,
+    workers: OldWorkersOpt = None,
 ) -> None:
     """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
     _quiet_libraries()
@@ -347,8 +592,11 @@ def audit(
     from auditor.report.render import write_report
     from auditor.scoring import NotCalibratedError
 
-    if scheduler and workers:
-        fail("give --scheduler or --workers, not both")
+    dask_workers = renamed("--dask-workers", dask_workers, "--workers", workers)
+    if scheduler and dask_workers:
+        fail("give --scheduler or --dask-workers, not both")
+    if scheduler or dask_workers:
+        require_extra("dask", "distributed")
     options = AuditOptions(
         columns=AuditColumns(
             text=text_col,
@@ -362,29 +610,38 @@ def audit(
         ),
         level=level,
         resume=resume,
-        human_reference=str(human_reference) if human_reference else None,
-        machine_reference=str(machine_reference) if machine_reference else None,
+        human_reference=human_reference,
+        machine_reference=machine_reference,
         reference_text_col=reference_text_col,
         task=task,
     )
+    sources: list[Source] = list(inputs)
     try:
-        options.columns, unreadable, expected = plan(inputs, options.columns)
+        options.columns, unreadable, expected = plan(sources, options.columns)
     except ReadError as exc:
         fail(str(exc))
     for reason in unreadable.values():
-        console.print(f"[yellow]warning:[/] {reason}; auditing the other files", highlight=False)
+        warn(f"{reason}; auditing the other files")
     if options.columns.autodetected:
         console.print(f"behavioural columns found by name: {', '.join(options.columns.autodetected)}")
     scorer = _scorer(model, trust_model)
     try:
-        with executor(scheduler, workers) as runner, progress_bar("scoring", expected) as advance:
+        with executor(scheduler, dask_workers) as runner, progress_bar("scoring", expected) as advance:
             report = run_audit(
-                inputs, options, out, scorer, get_settings(), unreadable, advance, executor=runner, tasks=_task_store()
+                sources, options, out, scorer, get_settings(), unreadable, advance, executor=runner, tasks=_task_store()
             )
     except (NotCalibratedError, ReadError, ValueError) as exc:
         fail(str(exc))
     with console.status("writing the report"):
         paths = write_report(report, out)
+    _print_vendors(report)
+    console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
+    code = audit_exit_code(report, fail_above, allow_partial)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
+
+
+def _print_vendors(report: Report) -> None:
     for vendor in report.vendors:
         p = vendor.prevalence
         console.print(
@@ -395,14 +652,64 @@ def audit(
             highlight=False,
         )
     if report.warnings:
-        console.print(
+        alerts.print(
             f"[yellow]{len(report.warnings)} warning(s)[/]: "
             + ", ".join(f"{w.kind} ({w.count})" for w in report.warnings)
         )
-    console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
 
 
-@app.command()
+def prevalence_lower_bound(vendor: VendorReport) -> float:
+    """What ``--fail-above`` compares: the low end of the headline interval, or the one-sided
+    bound from a human reference of the task when that is larger."""
+    bound = vendor.prevalence_lower_bound.bound if vendor.prevalence_lower_bound else 0.0
+    return max(vendor.prevalence.ci_low, bound)
+
+
+def audit_exit_code(report: Report, fail_above: float | None, allow_partial: bool) -> int:
+    """The exit code of :data:`AUDIT_EXIT_CODES` for a written report; says why on stderr."""
+    by_status = report.totals.get("by_status", {})
+    scored, lost = int(by_status.get("scored", 0)), int(by_status.get("unreadable", 0))
+    codes = []
+    if scored == 0:
+        rows = int(report.totals.get("rows", 0))
+        codes.append(EXIT_NOTHING_SCORED)
+        said = f"no row was scored ({rows} row(s) read; empty or missing texts are `skipped` in items.parquet)"
+        if allow_partial:
+            warn(said)
+        else:
+            alerts.print(f"[bold red]error:[/] {said}; --allow-partial accepts it", highlight=False)
+    if lost:
+        codes.append(EXIT_ROWS_LOST)
+        said = (
+            f"{lost} row(s) or file(s) could not be read (status `unreadable` in items.parquet, "
+            "see the report's warnings); the estimates cover the rows that were read"
+        )
+        if allow_partial:
+            warn(said)
+        else:
+            alerts.print(f"[bold red]error:[/] {said}; --allow-partial accepts it", highlight=False)
+    if fail_above is not None:
+        above = [(v.vendor, prevalence_lower_bound(v)) for v in report.vendors]
+        above = [(name, bound) for name, bound in above if bound > fail_above]
+        for name, bound in above:
+            alerts.print(
+                f"[bold red]above --fail-above {fail_above:g}:[/] {name} (prevalence at least {bound:.1%})",
+                highlight=False,
+            )
+        if above:
+            codes.append(EXIT_ABOVE)
+    if allow_partial:
+        codes = [c for c in codes if c not in (EXIT_NOTHING_SCORED, EXIT_ROWS_LOST)]
+    return codes[0] if codes else EXIT_OK
+
+
+class OnInconclusive(StrEnum):
+    ESTIMATE = "estimate"
+    PASS = "pass"
+    REJECT = "reject"
+
+
+@app.command(epilog=_exit_code_epilog(GATE_EXIT_CODES))
 def gate(
     shards: Annotated[list[str], typer.Argument(help="JSONL (.gz, .zst) or Parquet shards: paths or fsspec URLs")],
     max_synthetic: Annotated[
@@ -421,42 +728,63 @@ def gate(
     quarantine: Annotated[
         Path | None, typer.Option("--quarantine", help="directory for the offending documents of rejected shards")
     ] = None,
-    text_field: Annotated[str, typer.Option("--text-field", help="field (or column) holding the text")] = "text",
+    text_col: Annotated[str, typer.Option("--text-col", help="field (or column) holding the text")] = "text",
     scorer: Annotated[
         str, typer.Option("--scorer", help="fast: n-gram classifier (default); lm: the LM classifier (slow, stronger)")
     ] = "fast",
-    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="coverage of the share interval")] = 0.95,
+    level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="coverage of the share interval")] = 0.95,
+    on_inconclusive: Annotated[
+        OnInconclusive,
+        typer.Option(
+            "--on-inconclusive",
+            help="a shard whose interval still contains --max-synthetic after the whole sample: decide on the "
+            "point estimate (estimate, the default), pass it, or reject it (its flagged documents are then not "
+            "written to --quarantine)",
+        ),
+    ] = OnInconclusive.ESTIMATE,
     max_scored: Annotated[int, typer.Option(min=10, help="size of the random sample scored at most")] = 5000,
     seed: Annotated[int, typer.Option(help="seed of the random sample")] = 0,
     model: Annotated[Path | None, typer.Option("--model", help="model directory for the chosen scorer")] = None,
     human_reference: Annotated[
-        Path | None, typer.Option(help="human-written texts of the corpus's kind: re-measure the false-positive rate")
+        str | None,
+        typer.Option(help="human-written texts of the corpus's kind (path or URL): re-measure the false-positive rate"),
     ] = None,
     machine_reference: Annotated[
-        Path | None, typer.Option(help="LLM-written texts of the corpus's kind: re-measure the true-positive rate")
+        str | None,
+        typer.Option(help="LLM-written texts of the corpus's kind (path or URL): re-measure the true-positive rate"),
     ] = None,
     reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
     scheduler: SchedulerOpt = None,
-    workers: WorkersOpt = None,
+    dask_workers: DaskWorkersOpt = None,
+    workers: OldWorkersOpt = None,
+    text_field: OldTextFieldOpt = None,
+    confidence: Annotated[
+        float | None, typer.Option("--confidence", min=0.5, max=0.999, hidden=True, help="deprecated: use --level")
+    ] = None,
 ) -> None:
-    """Judge pre-training shards: reject those whose LLM-written share is above --max-synthetic or
-    that contain evaluation items. Exit 0: all pass; 1: some rejected; 2: usage error; 3: a shard
-    could not be read (reported as "error"; the others are still judged)."""
+    """Judge pre-training shards: reject those whose LLM-written share is above --max-synthetic or that contain evaluation items.
+
+    A shard that cannot be read is an "error"; the others are still judged."""
     from auditor.execution import executor
     from auditor.gate import SCORERS, GatePolicy, LeakageIndexError, load_index, load_scorer, run_gate
     from auditor.reader import read_texts
     from detectors.bundle import UntrustedModelFile
 
+    text_col = renamed("--text-col", text_col, "--text-field", text_field, default="text")
+    level = renamed("--level", level, "--confidence", confidence, default=0.95)
+    dask_workers = renamed("--dask-workers", dask_workers, "--workers", workers)
     if scorer not in SCORERS:
         fail(f"--scorer must be one of {', '.join(SCORERS)}, not {scorer!r}")
-    if scheduler and workers:
-        fail("give --scheduler or --workers, not both")
+    if scheduler and dask_workers:
+        fail("give --scheduler or --dask-workers, not both")
+    if scheduler or dask_workers:
+        require_extra("dask", "distributed")
     if scorer == "lm":
         _quiet_libraries()
     policy = GatePolicy(
         max_synthetic=max_synthetic,
         max_benchmark_hits=max_benchmark_hits,
-        confidence=confidence,
+        confidence=level,
         max_scored=max_scored,
         seed=seed,
     )
@@ -472,7 +800,8 @@ def gate(
     except (ReadError, LeakageIndexError, UntrustedModelFile, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
-    def said(result) -> None:
+    def said(result: ShardResult) -> None:
+        settle_inconclusive(result, on_inconclusive.value, max_synthetic, quarantine)
         colour = {"pass": "green", "reject": "red", "error": "yellow"}[result.decision]
         share = result.synthetic
         estimate = (
@@ -486,53 +815,85 @@ def gate(
             highlight=False,
         )
 
-    with executor(scheduler, workers) as runner:
+    with executor(scheduler, dask_workers) as runner:
         result = run_gate(
             shards,
             policy,
             scorer,
             str(model) if model else None,
             benchmark_index,
-            text_field,
+            text_col,
             quarantine,
             executor=runner,
             on_shard=said,
             human_reference=references["human"],
             machine_reference=references["machine"],
         )
+    for shard in result.shards:
+        settle_inconclusive(shard, on_inconclusive.value, max_synthetic, quarantine)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(result.model_dump_json(indent=2) + "\n")
     console.print(f"manifest: {manifest}")
     raise typer.Exit(result.exit_code())
 
 
+def settle_inconclusive(result: ShardResult, choice: str, max_synthetic: float, quarantine: Path | None) -> None:
+    """``--on-inconclusive``: where a shard's synthetic share stayed inconclusive (the whole sample
+    scored, the interval still containing ``max_synthetic``), pass or reject it on that ground
+    instead of deciding on the point estimate. Rejections for evaluation items and errors stand.
+    Idempotent (the callback and the manifest both apply it)."""
+    if choice == "estimate" or result.conclusive or result.decision == "error" or result.synthetic is None:
+        return
+    if result.synthetic.estimate is None:
+        return
+    synthetic = "synthetic_share" in result.rejected_for
+    if choice == "reject" and not synthetic:
+        result.rejected_for.insert(0, "synthetic_share")
+        result.decision = "reject"
+        result.reasons.append(
+            f"rejected by --on-inconclusive reject: the synthetic share may be above {max_synthetic:g}"
+        )
+    elif choice == "pass" and synthetic:
+        result.rejected_for.remove("synthetic_share")
+        result.reasons.append(f"passed by --on-inconclusive pass: the synthetic share may be within {max_synthetic:g}")
+        if not result.rejected_for:
+            result.decision = "pass"
+            if result.quarantine and quarantine is not None:  # written for the synthetic share alone
+                Path(result.quarantine).unlink(missing_ok=True)
+                result.quarantine = None
+
+
 @app.command("index-benchmarks")
 def index_benchmarks(
     items: Annotated[list[str], typer.Argument(help="JSONL files of evaluation items (.gz/.zst too)")],
     out: Annotated[Path, typer.Option("--out", help="index file to write (.npz)")],
-    text_field: Annotated[
-        str | None, typer.Option(help="field holding the item text (default: text, else all strings)")
+    text_col: Annotated[
+        str | None, typer.Option("--text-col", help="field holding the item text (default: text, else all strings)")
     ] = None,
-    id_field: Annotated[
-        str | None, typer.Option(help="field holding the item id (default: id, item_id, else file:line)")
+    id_col: Annotated[
+        str | None, typer.Option("--id-col", help="field holding the item id (default: id, item_id, else file:line)")
     ] = None,
     ngram: Annotated[int, typer.Option(min=5, max=50, help="words per n-gram")] = 13,
+    text_field: OldTextFieldOpt = None,
+    id_field: Annotated[str | None, typer.Option("--id-field", hidden=True, help="deprecated: use --id-col")] = None,
 ) -> None:
     """Index evaluation sets once, for `auditor gate --benchmark-index`."""
     from auditor.gate.leakage import LeakageIndex, LeakageIndexError
 
+    text_col = renamed("--text-col", text_col, "--text-field", text_field)
+    id_col = renamed("--id-col", id_col, "--id-field", id_field)
     if out.suffix != ".npz":
         fail(f"--out {out}: the index is written as .npz")
     try:
         with console.status("indexing evaluation items"):
-            index = LeakageIndex.build(items, text_field=text_field, id_field=id_field, n=ngram)
+            index = LeakageIndex.build(items, text_field=text_col, id_field=id_col, n=ngram)
     except LeakageIndexError as exc:
         fail(str(exc))
     index.save(out)
     info = index.describe()
     console.print(f"indexed {info} -> {out}", highlight=False)
     for problem in index.problems[:10]:
-        console.print(f"  [yellow]skipped[/] {problem}", highlight=False)
+        alerts.print(f"  [yellow]skipped[/] {problem}", highlight=False)
 
 
 @app.command()
@@ -767,9 +1128,9 @@ def references_generate(
     except (GenerationError, ValueError) as exc:
         fail(f"task {task!r}: {exc}")
     for problem in result.problems[:10]:
-        console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        warn(str(problem))
     if result.empty_prompts:
-        console.print(f"[yellow]warning:[/] {result.empty_prompts} empty prompt(s) skipped", highlight=False)
+        warn(f"{result.empty_prompts} empty prompt(s) skipped")
     answers = read_table(answers_file)[0]["text"].tolist()
     scorer = _scorer(model, trust_model, reference=False)
     origin = f"generated by {writer.info.model} from {prompts}"
@@ -788,7 +1149,7 @@ def references_generate(
         f"{info.machine.n_texts if info.machine else 0} LLM-written references stored"
     )
     if writer.info.small_local_model:
-        console.print(
+        alerts.print(
             "[yellow]note:[/] a small local model wrote these answers; its style is not that of the LLMs "
             "crowd workers use, and the report says so"
         )
@@ -812,6 +1173,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the REST service (FastAPI under /v1, docs at /docs) and its audit workers."""
+    require_extra("service", *SERVICE_MODULES)
     import signal
     import subprocess
 
@@ -842,6 +1204,7 @@ def worker(
     poll: Annotated[float, typer.Option(help="seconds between polls of an empty queue")] = 1.0,
 ) -> None:
     """Run audit jobs from the service's queue (loads the models once)."""
+    require_extra("service", *SERVICE_MODULES)
     import signal
     import threading
 
@@ -853,6 +1216,8 @@ def worker(
     _quiet_libraries()
     logging.getLogger("api").setLevel(logging.INFO)
     settings = get_service_settings()
+    if settings.dask_scheduler:
+        require_extra("dask", "distributed")
     migrate(settings.database)
     scorer = Scorer(settings, reference=False).setup()
     stop = threading.Event()
@@ -866,6 +1231,7 @@ def keys_create(
     tenant: Annotated[str, typer.Option("--tenant", help="tenant the key belongs to (created if new)")],
 ) -> None:
     """Create an API key; it is printed once, alone on the last line."""
+    require_extra("service", *SERVICE_MODULES)
     from api.db import migrate, session_factory
     from api.keys import create_key
     from api.settings import get_service_settings
@@ -881,6 +1247,7 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its first 12 characters")]) -> None:
     """Revoke an API key."""
+    require_extra("service", *SERVICE_MODULES)
     from api.db import migrate, session_factory
     from api.keys import revoke_key
     from api.settings import get_service_settings
@@ -897,6 +1264,7 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its first 1
 @keys_app.command("list")
 def keys_list() -> None:
     """Tenants and key prefixes (never the keys)."""
+    require_extra("service", *SERVICE_MODULES)
     from api.db import migrate, session_factory
     from api.keys import list_keys
     from api.settings import get_service_settings

@@ -26,6 +26,7 @@ from auditor.audit.work import (
     STATUS,
     UNREADABLE,
     ScoringWork,
+    Source,
     audit_state,
     finalise_items,
     score_inputs,
@@ -171,12 +172,12 @@ def reference_warnings(references: AuditReferences) -> list[ReportWarning]:
 
 
 def run_audit(
-    paths: Sequence[Path],
+    paths: Sequence[Source],
     options: AuditOptions,
     out: Path,
     scorer: Scorer,
     settings: Settings,
-    unreadable: dict[Path, str] | None = None,
+    unreadable: dict[Source, str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     embeddings: bool = True,
     executor: Executor | None = None,
@@ -247,7 +248,7 @@ def run_audit(
     return report
 
 
-def _input_file(path: Path, items: pd.DataFrame) -> InputFile:
+def _input_file(path: Source, items: pd.DataFrame) -> InputFile:
     identity = fingerprint(path)
     return InputFile(
         path=str(path),

@@ -28,11 +28,13 @@ MISSING_VENDOR = "(missing vendor)"
 STATUS = "status"
 SCORED_STATUS, SKIPPED, UNREADABLE = "scored", "skipped", "unreadable"
 ITEM_ID = "item_id"
+# An input: a local path or an fsspec URL (file://, memory://, s3:// ...), as the reader takes it.
+Source = str | Path
 # What the scorer adds after the whole delivery is read: near-duplicate evidence and the decision.
 _EVIDENCE = [*SCORED.role("evidence"), FLAGGED, FLAG_REASON]
 
 
-def validate_inputs(paths: Sequence[Path], columns: AuditColumns) -> tuple[AuditColumns, dict[Path, str]]:
+def validate_inputs(paths: Sequence[Source], columns: AuditColumns) -> tuple[AuditColumns, dict[Source, str]]:
     """Check every file before any scoring. A file that names columns it lacks is a usage
     error (raised, listing the columns it has); a file that cannot be read at all is
     returned with the reason, to be reported while the others are audited. Behavioural
@@ -40,7 +42,7 @@ def validate_inputs(paths: Sequence[Path], columns: AuditColumns) -> tuple[Audit
     if not paths:
         raise ReadError("no input files given")
     available: list[set[str]] = []
-    unreadable: dict[Path, str] = {}
+    unreadable: dict[Source, str] = {}
     for path in paths:
         describe_format(path)
         try:
@@ -65,7 +67,7 @@ def validate_inputs(paths: Sequence[Path], columns: AuditColumns) -> tuple[Audit
     return columns, unreadable
 
 
-def plan(paths: Sequence[Path], columns: AuditColumns) -> tuple[AuditColumns, dict[Path, str], int]:
+def plan(paths: Sequence[Source], columns: AuditColumns) -> tuple[AuditColumns, dict[Source, str], int]:
     """Validate before anything is scored; returns the columns, unreadable files and expected rows."""
     columns, unreadable = validate_inputs(paths, columns)
     expected = sum(count_records(p) for p in paths if p not in unreadable)
@@ -102,7 +104,7 @@ class ScoringWork:
         return pd.concat([pd.read_parquet(p) for p in chunks], ignore_index=True) if chunks else pd.DataFrame()
 
 
-def audit_state(paths: Sequence[Path], columns: AuditColumns, scorer: Scorer, chunk_rows: int) -> dict:
+def audit_state(paths: Sequence[Source], columns: AuditColumns, scorer: Scorer, chunk_rows: int) -> dict:
     """What the scored chunks depend on; a change in any of it invalidates them."""
     calibration = scorer.calibration.model_dump(exclude={"created_at"}) if scorer.calibration else None
     return {
@@ -123,7 +125,7 @@ def _as_str(value: Any) -> str | None:
 
 
 def _chunk_items(
-    frame: pd.DataFrame, problems: list[Problem], path: Path, file_index: int, columns: AuditColumns
+    frame: pd.DataFrame, problems: list[Problem], path: Source, file_index: int, columns: AuditColumns
 ) -> pd.DataFrame:
     """Input rows of one chunk in the audit's own columns, plus unreadable rows as items."""
     items = pd.DataFrame(
@@ -160,7 +162,7 @@ def _chunk_items(
 
 
 def score_inputs(
-    paths: Sequence[Path],
+    paths: Sequence[Source],
     columns: AuditColumns,
     scorer: Scorer,
     work: ScoringWork,

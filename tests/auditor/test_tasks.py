@@ -169,3 +169,27 @@ def test_task_mistakes_fail_clearly_and_lose_nothing(task_files, tasks_env, scor
     )
     assert one_text.exit_code == 2 and "at least 2 are needed" in one_text.output
     assert not (tasks_env / "qa" / "task.json").exists()  # nothing half-stored
+
+
+@pytest.mark.lm
+def test_generated_machine_references_are_recorded_and_warned_about(task_files, tasks_env, scorer, tmp_path):
+    prompts = tmp_path / "prompts.csv"
+    write_table(pd.DataFrame({"prompt": ["Explain what a hash table is.", "Why is the sky blue?"]}), prompts)
+    generate = [
+        "references", "generate", "--task", "qa", "--prompts", str(prompts), "--prompt-col", "prompt",
+        "--per-prompt", "2", "--max-new-tokens", "24",
+    ]  # fmt: skip
+    made = runner.invoke(app, generate)
+    assert made.exit_code == 0, made.output
+    info = json.loads(runner.invoke(app, ["references", "show", "--task", "qa"]).stdout)
+    assert info["machine"]["n_texts"] == 4 and info["machine"]["generator"]["kind"] == "local"
+    again = runner.invoke(app, generate)  # everything is on file: nothing is generated twice
+    assert again.exit_code == 0 and "0 answers written, 4 resumed" in again.output
+    added = runner.invoke(
+        app, ["references", "add", "--task", "qa", "--human", str(task_files / "human.csv"), "--text-col", "answer"]
+    )
+    assert added.exit_code == 0, added.output
+    report = _audit(task_files, tmp_path / "audit", "--task", "qa")
+    assert report["configuration"]["references"]["machine"]["generator"]["small_local_model"] is True
+    assert "small_generator" in {w["kind"] for w in report["warnings"]}
+    assert "few_reference_texts" in {w["kind"] for w in report["warnings"]}  # 4 machine texts are few
