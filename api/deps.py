@@ -12,6 +12,7 @@ from api.db import Tenant
 from api.keys import tenant_for_key
 from api.problems import Problem
 from api.settings import ServiceSettings
+from api.task_store import TenantTasks
 from auditor.scoring import Scorer
 
 
@@ -53,3 +54,11 @@ def current_tenant(
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+def tenant_tasks(tenant: TenantDep, settings: SettingsDep) -> TenantTasks:
+    """The task references of the tenant behind the API key (no other tenant's)."""
+    return TenantTasks(settings.tenant_tasks_dir(tenant.id))
+
+
+TasksDep = Annotated[TenantTasks, Depends(tenant_tasks)]

@@ -4,7 +4,8 @@ A worker loads the models once, then loops: claim the oldest queued job (or a ru
 whose worker stopped sending heartbeats), run the same audit the CLI runs (the same
 ``run_audit`` with the same :class:`~auditor.audit.AuditOptions`, in the worker process or
 on the Dask scheduler of ``AUDITOR_DASK_SCHEDULER``), store the report in the database, and
-record each vendor's estimate for the vendor history.
+record each vendor's estimate for the vendor history. A job submitted with ``task`` uses
+the tenant's references of that task, scored (once) by the first job that uses them.
 Scored chunks are kept in the job's work directory, so a job taken over after its worker
 died resumes instead of starting again (when the new worker shares the directory).
 """
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import AuditFile, AuditJob, VendorEstimate, session_factory, utcnow
 from api.settings import ServiceSettings as Settings
+from api.task_store import TenantTasks
 from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
 from auditor.execution import executor
 from auditor.reader import ReadError
@@ -148,6 +150,7 @@ def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionm
             session.execute(update(AuditJob).where(AuditJob.id == job.id).values(rows_expected=expected))
             session.commit()
         tenant_scorer = scorer.with_reference(settings.tenant_reference_location(job.tenant_id))
+        tasks = TenantTasks(settings.tenant_tasks_dir(job.tenant_id))  # references scored on first use
         with executor(settings.dask_scheduler) as runner:
             report = run_audit(
                 [source],
@@ -158,6 +161,7 @@ def run_job(job: AuditJob, scorer: Scorer, settings: Settings, factory: sessionm
                 unreadable,
                 heartbeat.advance,
                 executor=runner,
+                tasks=tasks,
             )
         _finish(factory, job, report, heartbeat.rows_done)
         shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.tasks.store import TaskInfo
 
 
 class ScoreRequest(BaseModel):
@@ -44,6 +46,9 @@ class AuditRowsRequest(BaseModel):
     )
     machine_reference: list[str] | None = Field(
         None, description="LLM-written texts of the same task: true positives re-measured on them"
+    )
+    task: str | None = Field(
+        None, description="use this task's references, stored with POST /v1/tasks/{task}/references"
     )
     level: float = Field(0.9, gt=0.5, lt=1.0, description="interval coverage")
 
@@ -99,3 +104,97 @@ class ReferenceResponse(BaseModel):
     added: int
     already_present: int
     entries: int
+
+
+class TaskReferencesRequest(BaseModel):
+    """A task's reference texts as JSON: each list holds texts, or objects with the text under ``text_col``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "human": ["Paris is the capital of France.", {"text": "It rained all day, so we stayed in."}],
+                    "machine": [
+                        "Certainly! The capital of France is Paris.",
+                        "As an AI language model, I would describe the weather as rainy.",
+                    ],
+                    "text_col": "text",
+                    "replace": False,
+                }
+            ]
+        }
+    )
+
+    human: list[str | dict[str, Any]] | None = Field(None, description="human-written texts of the task")
+    machine: list[str | dict[str, Any]] | None = Field(None, description="LLM-written texts of the task")
+    text_col: str = Field("text", min_length=1, description="the field holding the text in object items")
+    replace: bool = Field(False, description="drop the role's stored texts first (default: add to them)")
+
+
+_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "task": "medical-qa",
+    "human": 120,
+    "machine": 80,
+    "generator": None,
+    "created_at": "2025-01-31T09:30:00+00:00",
+}
+
+
+class TaskSummary(BaseModel):
+    """One task and how many references of each role it holds."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
+    task: str
+    human: int = Field(description="human-written reference texts stored")
+    machine: int = Field(description="LLM-written reference texts stored")
+    generator: str | None = Field(None, description="the model that wrote the LLM references, if generated")
+    created_at: str
+
+
+class RoleCounts(BaseModel):
+    human: int = 0
+    machine: int = 0
+
+
+class TaskReferencesAdded(TaskSummary):
+    """The task after an upload, and what the upload stored."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [_SUMMARY_EXAMPLE | {"stored": {"human": 120, "machine": 0}}]}
+    )
+
+    stored: RoleCounts = Field(
+        description="texts this request stored per role (a text already stored, or repeated, is kept once); they "
+        "are scored by the first audit that uses the task"
+    )
+
+
+class TaskDetail(TaskInfo):
+    """Everything stored about a task: per role, how many texts, where they came from and which
+    model scored them (``unscored`` until an audit first uses them)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "medical-qa",
+                    "created_at": "2025-01-31T09:30:00+00:00",
+                    "human": {
+                        "n_texts": 120,
+                        "origins": ["upload human.csv"],
+                        "generator": None,
+                        "scored_with": "3f9a1c0d2b7e4a55",
+                        "updated_at": "2025-01-31T09:41:12+00:00",
+                    },
+                    "machine": {
+                        "n_texts": 80,
+                        "origins": ["JSON request"],
+                        "generator": None,
+                        "scored_with": "unscored",
+                        "updated_at": "2025-01-31T09:31:40+00:00",
+                    },
+                }
+            ]
+        }
+    )

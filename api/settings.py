@@ -4,6 +4,7 @@ database, the job queue, the request limits and where audit jobs run."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 
@@ -33,6 +34,12 @@ class ServiceSettings(Settings):
         if self.redis_url:
             return f"{self.redis_url}#tenant-{tenant}"
         return str(self.cache_dir / "reference" / f"tenant-{tenant}.sqlite")
+
+    def tenant_tasks_dir(self, tenant: str) -> Path:
+        """Each tenant's task references (a :class:`~auditor.tasks.store.TaskStore`), apart from
+        other tenants' and from the command line's: ``<cache_dir>/tasks/tenant-<id>`` (under
+        ``AUDITOR_TASKS_DIR`` instead of ``<cache_dir>/tasks`` when that is set)."""
+        return self.task_store_dir / f"tenant-{tenant}"
 
 
 @lru_cache

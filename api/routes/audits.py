@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +13,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from sqlalchemy import select
 
 from api.db import AuditFile, AuditJob
-from api.deps import SessionDep, SettingsDep, TenantDep
+from api.deps import SessionDep, SettingsDep, TasksDep, TenantDep
 from api.jobs import REFERENCE_ROLES, SUCCEEDED, job_status
 from api.problems import Problem
 from api.schemas import AuditRowsRequest, AuditStatus
 from api.settings import ServiceSettings
+from api.task_store import valid_name
+from api.uploads import check_multipart_size, exceeds, read_limited, stored_name
 from auditor.audit import COLUMN_ROLES, AuditColumns, AuditOptions, plan
 from auditor.reader import ReadError, count_records, describe_format, require_columns
 
@@ -48,6 +49,10 @@ _UPLOAD_BODY = {
                         },
                         **{f"{role}_col": {"type": "string"} for role in COLUMN_ROLES},
                         "reference_text_col": {"type": "string"},
+                        "task": {
+                            "type": "string",
+                            "description": "use the task references stored with POST /v1/tasks/{task}/references",
+                        },
                         "level": {"type": "number"},
                     },
                 }
@@ -56,7 +61,6 @@ _UPLOAD_BODY = {
         "required": True,
     }
 }
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _own_job(session, tenant, audit_id: str) -> AuditJob:
@@ -64,18 +68,6 @@ def _own_job(session, tenant, audit_id: str) -> AuditJob:
     if job is None or job.tenant_id != tenant.id:  # another tenant's job is "not found", not "forbidden"
         raise Problem(404, f"no audit {audit_id!r}")
     return job
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, f"the upload is {int(declared)} bytes; the limit is {limit} bytes", limit=limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise Problem(413, f"the upload exceeds the limit of {limit} bytes", limit=limit)
-    return bytes(body)
 
 
 @dataclass
@@ -89,20 +81,6 @@ class Submission:
     references: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
-def _stored_name(filename: str, what: str) -> str:
-    """The upload's own file name, made safe (so item ids match the command line's), or 415."""
-    name = _SAFE_NAME.sub("_", Path(filename or "").name)[-200:].lstrip(".") or "upload"
-    try:
-        describe_format(name)
-    except ReadError:
-        raise Problem(
-            415,
-            f"cannot tell the format of {what} {filename!r}: name the file *.csv, *.tsv, *.json, *.jsonl or "
-            "*.parquet (optionally .gz or .zst)",
-        ) from None
-    return name
-
-
 def _options(fields: dict[str, Any]) -> AuditOptions:
     try:
         level = float(fields.get("level", 0.9))
@@ -113,19 +91,17 @@ def _options(fields: dict[str, Any]) -> AuditOptions:
     columns = {role: fields.get(f"{role}_col") for role in COLUMN_ROLES}
     if not columns["text"] or not columns["vendor"]:
         raise Problem(422, "text_col and vendor_col are required")
+    task = fields.get("task") or None
     return AuditOptions(
-        columns=AuditColumns(**columns), level=level, reference_text_col=fields.get("reference_text_col") or "text"
+        columns=AuditColumns(**columns),
+        level=level,
+        reference_text_col=fields.get("reference_text_col") or "text",
+        task=valid_name(task) if task is not None else None,
     )
 
 
 async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 65536:
-        raise Problem(
-            413,
-            f"the upload is {int(declared)} bytes; the limit is {settings.max_upload_bytes} bytes",
-            limit=settings.max_upload_bytes,
-        )
+    check_multipart_size(request, settings.max_upload_bytes)
     form = await request.form(max_part_size=settings.max_upload_bytes)
     files: dict[str, tuple[str, bytes]] = {}
     for role in ("file", *REFERENCE_ROLES):
@@ -133,13 +109,11 @@ async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
         if upload is None or isinstance(upload, str):
             continue
         data = await upload.read()
-        files[role] = (_stored_name(upload.filename or "", "the delivery" if role == "file" else role), data)
+        files[role] = (stored_name(upload.filename or "", "the delivery" if role == "file" else role), data)
     if "file" not in files:
         raise Problem(422, "multipart uploads need a 'file' part holding the delivery")
     if sum(len(data) for _, data in files.values()) > settings.max_upload_bytes:
-        raise Problem(
-            413, f"the upload exceeds the limit of {settings.max_upload_bytes} bytes", limit=settings.max_upload_bytes
-        )
+        raise exceeds(settings.max_upload_bytes)
     fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
     name, data = files.pop("file")
     return Submission(name, data, _options(fields), describe_format(name)[0], files)
@@ -150,7 +124,7 @@ def _jsonl(rows: list) -> bytes:
 
 
 async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
-    raw = await _read_limited(request, settings.max_upload_bytes)
+    raw = await read_limited(request, settings.max_upload_bytes)
     try:
         body = AuditRowsRequest.model_validate_json(raw)
     except ValueError as exc:
@@ -166,7 +140,8 @@ async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
         for role in REFERENCE_ROLES
         if (texts := getattr(body, role)) is not None
     }
-    fields = {f"{role}_col": getattr(body, f"{role}_col") for role in COLUMN_ROLES} | {"level": body.level}
+    fields = {f"{role}_col": getattr(body, f"{role}_col") for role in COLUMN_ROLES}
+    fields |= {"level": body.level, "task": body.task}
     return Submission("rows.jsonl", _jsonl(body.rows), _options(fields), "jsonl", references)
 
 
@@ -212,13 +187,27 @@ def _check(submission: Submission, settings: ServiceSettings) -> int:
     return rows
 
 
-@router.post("/audits", status_code=202, response_model=AuditStatus, openapi_extra=_UPLOAD_BODY)
+@router.post(
+    "/audits",
+    status_code=202,
+    response_model=AuditStatus,
+    openapi_extra=_UPLOAD_BODY,
+    responses={404: {"description": "no such task for this key"}},
+)
 async def submit_audit(
-    request: Request, response: Response, session: SessionDep, tenant: TenantDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    tasks: TasksDep,
 ) -> AuditStatus:
     """Queue a delivery for audit with every option of `auditor audit` (columns of every role,
-    human/machine references, interval level). Answers 202 with the job's Location."""
+    human/machine references, stored task references, interval level). Answers 202 with the
+    job's Location; 404 when the task is not one of this tenant's."""
     submission = await _parse_submission(request, settings)
+    if submission.options.task:
+        tasks.require(submission.options.task)
     rows = _check(submission, settings)
     params = {"options": submission.options.model_dump(), "format": submission.format}
     job = AuditJob(

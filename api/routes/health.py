@@ -12,13 +12,20 @@ from api.problems import problem_response
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def healthz() -> dict:
-    """The process is up."""
+# How long a client waits before asking again while the models load.
+LOADING_RETRY_AFTER_S = 5
+
+
+@router.get("/healthz", responses={503: {"description": "loading the models failed: restart the process"}})
+def healthz(request: Request):
+    """The process is up: 200 while the models load, too (/readyz says when they are loaded)."""
+    state = request.app.state
+    if state.models == "failed":
+        return problem_response(503, f"loading the models failed ({state.model_error}); restart the process")
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready"}})
+@router.get("/readyz", responses={503: {"description": "not ready (Retry-After while the models load)"}})
 def readyz(request: Request):
     """Ready to serve: the model is loaded and the database answers."""
     state = request.app.state
@@ -31,7 +38,12 @@ def readyz(request: Request):
         checks["database"] = False
     if not all(checks.values()):
         failing = ", ".join(k for k, ok in checks.items() if not ok)
-        return problem_response(503, f"not ready: {failing}", checks=checks)
+        if state.models == "loading":
+            failing += " (the models are loading, retry)"
+        response = problem_response(503, f"not ready: {failing}", checks=checks, models=state.models)
+        if state.models == "loading":
+            response.headers["Retry-After"] = str(LOADING_RETRY_AFTER_S)
+        return response
     return {"status": "ready", **checks}
 
 

@@ -105,6 +105,51 @@ def test_cli_and_rest_audits_write_the_same_report(service, files, tmp_path):
     assert differences(normalised(cli), normalised(rest)) == []
 
 
+def test_cli_and_rest_audits_with_a_task_write_the_same_report(service, files, tmp_path):
+    """`auditor references add` + `auditor audit --task` against POST /v1/tasks/{task}/references +
+    POST /v1/audits with `task`: references stored once, scored once, the same report."""
+    # The command line's task store in a folder of its own (by default <cache>/tasks, where the
+    # service keeps its tenants' stores in tenant-* folders).
+    env = {**service.env, "AUDITOR_TASKS_DIR": str(tmp_path / "tasks")}
+    env["AUDITOR_REFERENCE_INDEX"] = str(tmp_path / "reference.sqlite")
+    cli = [sys.executable, "-m", "auditor.cli"]
+    add = [*cli, "references", "add", "--task", "same-task", "--text-col", "answer"]
+    add += ["--human", str(files["human"]), "--machine", str(files["machine"])]
+    done = subprocess.run(add, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    options = ["--text-col", "answer", "--vendor-col", "vendor", "--worker-col", "worker", "--id-col", "id"]
+    command = [*cli, "audit", str(files["delivery"]), *options, "--task", "same-task", "--level", "0.8"]
+    done = subprocess.run([*command, "--out", str(tmp_path / "cli")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from_cli = json.loads((tmp_path / "cli" / "report.json").read_text())
+
+    key = service.new_key("tenant-same-task-report")
+    with service.client(key) as client:
+        upload = {role: (files[role].name, files[role].read_bytes()) for role in ("human", "machine")}
+        added = client.post("/v1/tasks/same-task/references", files=upload, data={"text_col": "answer"})
+        assert added.status_code == 201, added.text
+        fields = {"text_col": "answer", "vendor_col": "vendor", "worker_col": "worker", "id_col": "id"}
+        fields |= {"task": "same-task", "level": "0.8"}
+        delivery = {"file": (files["delivery"].name, files["delivery"].read_bytes())}
+        response = client.post("/v1/audits", files=delivery, data=fields)
+        assert response.status_code == 202, response.text
+        service.start_worker()
+        status = wait_for(client, response.json()["id"])
+        assert status["status"] == "succeeded", status
+        rest = client.get(f"/v1/audits/{status['id']}/report").json()
+    service.stop_workers()
+
+    assert rest["configuration"]["task"] == "same-task"
+    assert rest["configuration"]["references"]["human"] == {
+        "n_texts": 15,
+        "origin": "task same-task",
+        "generator": None,
+    }
+    assert rest["configuration"]["references"]["machine"]["n_texts"] == 15
+    assert rest["vendors"][0]["calibration_fit"] is not None
+    assert differences(normalised(from_cli), normalised(rest)) == []
+
+
 def test_references_are_checked_before_the_job_is_queued(service, files):
     key = service.new_key("tenant-reference-check")
     with service.client(key) as client:
