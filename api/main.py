@@ -8,17 +8,32 @@ import math
 import threading
 import time
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp
 
-from api import problems
+from api import docs, problems
 from api.batcher import ScoreBatcher
 from api.db import migrate, session_factory
+from api.deps import current_tenant
 from api.metrics import Metrics, MetricsMiddleware
+from api.request_id import HEADER, RequestIdMiddleware, tag_log_lines
 from api.routes import audits, health, reference, score, tasks, vendors
+from api.schemas import Problem as ProblemSchema
 from api.settings import ServiceSettings, get_service_settings
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Every /v1 route needs an API key in the `X-API-Key` header (`auditor keys create --tenant NAME`);
+each key sees only its tenant's audits, vendors, tasks and reference index.
+
+Every error is an RFC 9457 `application/problem+json` body (the `Problem` schema) whose `detail`
+says what to change. Every answer carries an `X-Request-ID` header (yours, when you send a sane
+one; else a new one), which error bodies repeat as `request_id` and the server's log lines carry.
+"""
 
 
 def _load_scorer(settings: ServiceSettings):
@@ -68,12 +83,73 @@ def _retry_after_header(app: FastAPI) -> None:
     app.add_exception_handler(problems.Problem, with_header)
 
 
+def operation_id(route: APIRoute) -> str:
+    """The operation id of a route that sets none: its function's name in camelCase
+    (``list_tasks`` -> ``listTasks``). The routes set theirs (``operation_id=``), so that
+    renaming a function does not rename an operation clients are generated from."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+class AuditorAPI(FastAPI):
+    """FastAPI with the request id outermost (around Starlette's 500 handler, too) and an
+    OpenAPI document whose error answers are all the one Problem schema."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            _problems_only(super().openapi())
+        return self.openapi_schema  # type: ignore[return-value]  # set by super().openapi()
+
+
+_REQUEST_ID_HEADER = {
+    "description": "the request's id: the client's own X-Request-ID when sane, else a new uuid4 hex",
+    "schema": {"type": "string"},
+}
+
+
+def _problems_only(document: dict[str, Any]) -> None:
+    """Add the Problem schema, and put it in place of FastAPI's own 422 body (HTTPValidationError,
+    which the service never sends: api.problems renders validation errors as Problems); every
+    answer documents its X-Request-ID header, and each operation lists its answers by status."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem = ProblemSchema.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.get("responses", {})
+            said_422 = answers.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if said_422.get("$ref") == fastapi_422:
+                answers["422"] = problems.problem_responses(422)[422]
+            for answer in answers.values():
+                answer.setdefault("headers", {})[HEADER] = _REQUEST_ID_HEADER
+            operation["responses"] = dict(sorted(answers.items()))
+    for fastapi_schema in ("HTTPValidationError", "ValidationError"):  # the second is the first's item
+        if f"#/components/schemas/{fastapi_schema}" not in _refs(document):
+            schemas.pop(fastapi_schema, None)
+
+
+def _refs(node: Any) -> set[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
 def create_app(settings: ServiceSettings | None = None, load_models: bool = True) -> FastAPI:
     settings = settings or get_service_settings()
     migrate(settings.database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        tag_log_lines()  # logging is configured by now (uvicorn's too)
         if load_models:
             _start_loading(app, settings)
         app.state.batcher = ScoreBatcher(
@@ -85,11 +161,16 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
         yield
         await app.state.batcher.stop()
 
-    app = FastAPI(
+    app = AuditorAPI(
         title="LLM contamination auditor",
         version="1",
         summary="Score texts and audit deliveries for LLM-written content.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.sessions = session_factory(settings.database)
@@ -100,9 +181,11 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
     _retry_after_header(app)
-    v1 = APIRouter(prefix="/v1")
+    # Every /v1 route needs the key (the ApiKey security scheme), whether or not it uses the tenant.
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_tenant)], responses=problems.problem_responses(401, 500))
     for module in (score, audits, tasks, vendors, reference):
         v1.include_router(module.router)
     app.include_router(v1)
-    app.include_router(health.router)
+    app.include_router(health.router, responses=problems.problem_responses(500))
+    docs.install(app)
     return app

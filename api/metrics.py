@@ -8,6 +8,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 
+# Seconds, from a health check (a few ms) to scoring a full batch on CPU or a large upload
+# (minutes): above 10 s the old buckets told nothing but "slow".
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300)
+
 
 class Metrics:
     def __init__(self):
@@ -20,7 +24,7 @@ class Metrics:
             "HTTP request latency",
             ["method", "route"],
             registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
         )
         self.texts_scored = Counter("auditor_texts_scored_total", "texts scored by /v1/score", registry=self.registry)
         self.jobs = Gauge("auditor_audit_jobs", "audit jobs by state", ["state"], registry=self.registry)

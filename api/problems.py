@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.request_id import current_request_id
+
 PROBLEM = "application/problem+json"
+# The body of every error answer, documented once in the OpenAPI components (api.schemas.Problem).
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+_SAID = {
+    400: "the body cannot be parsed (a malformed multipart upload, say)",
+    401: "the X-API-Key header is missing, or the key is unknown or revoked",
+    404: "not found for this API key",
+    409: "conflicts with the resource's state",
+    413: "over the service's size limit (`limit` says which)",
+    415: "a content type or file format the route does not take",
+    422: "the request does not match the API (`errors` says where) or its content cannot be used",
+    500: "an unexpected error; the server log has the details under the request id",
+    503: "the models are loading (Retry-After) or failed to load",
+}
 
 
 class Problem(Exception):  # noqa: N818 - named after RFC 9457 "problem details", which it renders
@@ -30,8 +47,24 @@ def problem_response(
     }
     if instance:
         body["instance"] = instance
+    request_id = current_request_id()
+    if request_id:
+        body["request_id"] = request_id
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def problem_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route's error answers, each an ``application/problem+json``
+    Problem: a status alone has the generic description, ``(status, description)`` its own."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for entry in statuses:
+        status, description = entry if isinstance(entry, tuple) else (entry, _SAID[entry])
+        documented[status] = {
+            "description": description,
+            "content": {PROBLEM: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+    return documented
 
 
 def install(app: FastAPI) -> None:

@@ -9,7 +9,70 @@ from pydantic import BaseModel, ConfigDict, Field
 from auditor.tasks.store import TaskInfo
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request does not match the API (the ``errors`` of a 422 problem)."""
+
+    location: str = Field(description="where: body.texts.0, query.limit, path.task ...")
+    message: str
+    type: str = Field(description="pydantic's error type: missing, string_type, json_invalid ...")
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``): every 4xx and 5xx
+    answer has this body. ``detail`` says what to change; the members after ``request_id`` are
+    sent only by the errors they belong to."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Content Too Large",
+                    "status": 413,
+                    "detail": "65 texts in one request; the limit is 64. Send larger sets as an audit (POST /v1/audits)",
+                    "instance": "/v1/score",
+                    "request_id": "9f1c2e7a4b5d4e3f8a6b0c1d2e3f4a5b",
+                    "limit": 64,
+                }
+            ]
+        },
+    )
+
+    type: str = Field("about:blank", description="always about:blank: the status and title say it all")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong and what to do about it, for a person")
+    instance: str | None = Field(None, description="the path of the request")
+    request_id: str | None = Field(None, description="the request's X-Request-ID, as in the server's log")
+    errors: list[ValidationIssue] | None = Field(None, description="422 for a request that does not match the API")
+    limit: int | None = Field(None, description="413: the limit exceeded (texts, rows or bytes)")
+    retry_after: float | None = Field(None, description="503 and 409: seconds to wait before retrying (as Retry-After)")
+    status_of_audit: str | None = Field(None, description="409 for a report: the audit's status")
+    task: str | None = Field(None, description="the task the error is about")
+    role: str | None = Field(None, description="the reference role the error is about: human or machine")
+    part: str | None = Field(None, description="the multipart part or JSON list the error is about")
+    file: str | None = Field(None, description="the uploaded file the error is about")
+    column: str | None = Field(None, description="the column the error is about")
+    checks: dict[str, bool] | None = Field(None, description="/readyz: which readiness checks pass")
+    models: str | None = Field(None, description="/readyz: loading, loaded or failed")
+
+
 class ScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "texts": [
+                        "Certainly! Here is a concise summary of the article's main points.",
+                        "we went to the lake on sunday, water was freezing lol",
+                        None,
+                    ]
+                }
+            ]
+        }
+    )
+
     texts: list[str | None] = Field(
         description="texts to score, in order; null or empty texts are answered with a skip_reason"
     )
@@ -32,6 +95,30 @@ class ScoreResponse(BaseModel):
 
 
 class AuditRowsRequest(BaseModel):
+    """A delivery as JSON rows, with the options of `auditor audit` (columns of every role,
+    references as lists of texts, a stored task, the interval level)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {
+                            "answer": "Certainly! The capital of France is Paris.",
+                            "vendor": "acme-labels",
+                            "worker": "w1",
+                        },
+                        {"answer": "paris, obviously", "vendor": "acme-labels", "worker": "w2"},
+                    ],
+                    "text_col": "answer",
+                    "vendor_col": "vendor",
+                    "worker_col": "worker",
+                    "level": 0.9,
+                }
+            ]
+        }
+    )
+
     rows: list[dict[str, Any]] = Field(description="the delivery, one object per row")
     text_col: str
     vendor_col: str

@@ -172,7 +172,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 # What `pip install 'llm-contamination-auditor[service]'` brings: the commands that need it say so.
-SERVICE_MODULES = ("fastapi", "uvicorn", "multipart", "sqlalchemy", "alembic", "prometheus_client")
+SERVICE_MODULES = ("fastapi_offline", "fastapi", "uvicorn", "multipart", "sqlalchemy", "alembic", "prometheus_client")
 
 
 def require_extra(extra: str, *modules: str) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from api.db import AuditFile, AuditJob
 from api.deps import SessionDep, SettingsDep, TasksDep, TenantDep
 from api.jobs import REFERENCE_ROLES, SUCCEEDED, job_status
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import AuditRowsRequest, AuditStatus
 from api.settings import ServiceSettings
 from api.task_store import valid_name
@@ -28,7 +28,47 @@ router = APIRouter(tags=["audits"])
 _UPLOAD_BODY = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": AuditRowsRequest.model_json_schema()},
+            "application/json": {
+                "schema": AuditRowsRequest.model_json_schema(),
+                "examples": {
+                    "rows": {
+                        "summary": "a delivery as JSON rows",
+                        "value": {
+                            "rows": [
+                                {
+                                    "answer": "Certainly! The capital of France is Paris.",
+                                    "vendor": "acme",
+                                    "worker": "w1",
+                                },
+                                {"answer": "paris, obviously", "vendor": "acme", "worker": "w2"},
+                            ],
+                            "text_col": "answer",
+                            "vendor_col": "vendor",
+                            "worker_col": "worker",
+                        },
+                    },
+                    "task": {
+                        "summary": "with the task references stored for this key and a 95% interval",
+                        "value": {
+                            "rows": [{"answer": "It rained all day, so we stayed in.", "vendor": "acme"}],
+                            "text_col": "answer",
+                            "vendor_col": "vendor",
+                            "task": "medical-qa",
+                            "level": 0.95,
+                        },
+                    },
+                    "references": {
+                        "summary": "with human and LLM-written references of the same task, as lists of texts",
+                        "value": {
+                            "rows": [{"answer": "It rained all day, so we stayed in.", "vendor": "acme"}],
+                            "text_col": "answer",
+                            "vendor_col": "vendor",
+                            "human_reference": ["Paris is the capital of France.", "We stayed in; it rained."],
+                            "machine_reference": ["Certainly! The capital of France is Paris."],
+                        },
+                    },
+                },
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -189,10 +229,17 @@ def _check(submission: Submission, settings: ServiceSettings) -> int:
 
 @router.post(
     "/audits",
+    operation_id="createAudit",
     status_code=202,
     response_model=AuditStatus,
     openapi_extra=_UPLOAD_BODY,
-    responses={404: {"description": "no such task for this key"}},
+    responses=problem_responses(
+        400,
+        (404, "no such task for this key"),
+        (413, "the upload or the number of rows is over the limit (`limit`)"),
+        (415, "neither JSON nor multipart, or a file of unknown format"),
+        (422, "the options or the delivery cannot be used: unknown columns, unreadable file, bad level ..."),
+    ),
 )
 async def submit_audit(
     request: Request,
@@ -222,7 +269,7 @@ async def submit_audit(
     return AuditStatus(**job_status(job))
 
 
-@router.get("/audits", response_model=list[AuditStatus])
+@router.get("/audits", operation_id="listAudits", response_model=list[AuditStatus], responses=problem_responses(422))
 def list_audits(session: SessionDep, tenant: TenantDep, limit: int = Query(50, ge=1, le=500)) -> list[AuditStatus]:
     jobs = session.scalars(
         select(AuditJob).where(AuditJob.tenant_id == tenant.id).order_by(AuditJob.created_at.desc()).limit(limit)
@@ -231,14 +278,33 @@ def list_audits(session: SessionDep, tenant: TenantDep, limit: int = Query(50, g
 
 
 @router.get(
-    "/audits/{audit_id}", response_model=AuditStatus, responses={404: {"description": "no such audit for this key"}}
+    "/audits/{audit_id}",
+    operation_id="getAudit",
+    response_model=AuditStatus,
+    responses=problem_responses((404, "no such audit for this key"), 422),
 )
 def get_audit(audit_id: str, session: SessionDep, tenant: TenantDep) -> AuditStatus:
     return AuditStatus(**job_status(_own_job(session, tenant, audit_id)))
 
 
 @router.get(
-    "/audits/{audit_id}/report", responses={404: {"description": "no such audit"}, 409: {"description": "not finished"}}
+    "/audits/{audit_id}/report",
+    operation_id="getAuditReport",
+    responses={
+        200: {
+            "description": "the report, as `format` asks",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/html": {"schema": {"type": "string"}},
+                "text/markdown": {"schema": {"type": "string"}},
+            },
+        },
+        **problem_responses(
+            (404, "no such audit for this key"),
+            (409, "the audit has not succeeded (yet): `status_of_audit`"),
+            422,
+        ),
+    },
 )
 def get_report(
     audit_id: str, session: SessionDep, tenant: TenantDep, format: Literal["json", "html", "md"] = "json"

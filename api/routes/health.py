@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.jobs import jobs_by_state
-from api.problems import problem_response
+from api.problems import problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
 
 
 # How long a client waits before asking again while the models load.
 LOADING_RETRY_AFTER_S = 5
+_METRICS_EXAMPLE = """\
+# HELP auditor_texts_scored_total texts scored by /v1/score
+# TYPE auditor_texts_scored_total counter
+auditor_texts_scored_total 12.0
+# HELP auditor_audit_jobs audit jobs by state
+# TYPE auditor_audit_jobs gauge
+auditor_audit_jobs{state="queued"} 1.0
+"""
 
 
-@router.get("/healthz", responses={503: {"description": "loading the models failed: restart the process"}})
+@router.get(
+    "/healthz",
+    operation_id="getHealth",
+    responses=problem_responses((503, "loading the models failed: restart the process")),
+)
 def healthz(request: Request):
     """The process is up: 200 while the models load, too (/readyz says when they are loaded)."""
     state = request.app.state
@@ -25,7 +38,11 @@ def healthz(request: Request):
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready (Retry-After while the models load)"}})
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    responses=problem_responses((503, "not ready: `checks` says why (Retry-After while the models load)")),
+)
 def readyz(request: Request):
     """Ready to serve: the model is loaded and the database answers."""
     state = request.app.state
@@ -47,8 +64,15 @@ def readyz(request: Request):
     return {"status": "ready", **checks}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    response_class=PlainTextResponse,
+    response_description="the Prometheus text exposition format",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}}}},
+)
 def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests and their latency by route, texts scored, audit jobs by state."""
     state = request.app.state
     try:
         with state.sessions() as session:

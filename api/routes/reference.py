@@ -7,14 +7,19 @@ import hashlib
 from fastapi import APIRouter
 
 from api.deps import ScorerDep, SettingsDep, TenantDep
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import ReferenceRequest, ReferenceResponse
 from detectors.reference import ReferenceEntry
 
 router = APIRouter(tags=["reference"])
 
 
-@router.post("/reference", response_model=ReferenceResponse)
+@router.post(
+    "/reference",
+    operation_id="addReferenceTexts",
+    response_model=ReferenceResponse,
+    responses=problem_responses((413, "too many texts for one request (`limit`)"), 422, 503),
+)
 def add_reference(
     body: ReferenceRequest, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep
 ) -> ReferenceResponse:

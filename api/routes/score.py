@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 
 from api.deps import ScorerDep, SettingsDep, TenantDep
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import ScoreRequest, ScoreResponse, ScoreResult
 from auditor.scoring import SCORED, SIGNAL_PREFIX, Scorer
 
@@ -25,9 +26,32 @@ def _clean(value):
     return value.item() if hasattr(value, "item") else value
 
 
-@router.post("/score", response_model=ScoreResponse, responses={413: {"description": "too many texts for one request"}})
+_EXAMPLES = {
+    "a few texts": {
+        "summary": "texts in order; a null or empty text is answered with a skip_reason",
+        "value": {
+            "texts": [
+                "Certainly! Here is a concise summary of the article's main points.",
+                "we went to the lake on sunday, water was freezing lol",
+                None,
+            ]
+        },
+    }
+}
+
+
+@router.post(
+    "/score",
+    operation_id="scoreTexts",
+    response_model=ScoreResponse,
+    responses=problem_responses((413, "too many texts for one request (`limit`): submit an audit"), 422, 503),
+)
 async def score(
-    body: ScoreRequest, request: Request, tenant: TenantDep, scorer: ScorerDep, settings: SettingsDep
+    body: Annotated[ScoreRequest, Body(openapi_examples=_EXAMPLES)],
+    request: Request,
+    tenant: TenantDep,
+    scorer: ScorerDep,
+    settings: SettingsDep,
 ) -> ScoreResponse:
     """Score texts synchronously, in input order. For more than the configured maximum, submit an audit."""
     limit = settings.max_texts_per_request

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SettingsDep, TasksDep
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import RoleCounts, TaskDetail, TaskReferencesAdded, TaskReferencesRequest, TaskSummary
 from api.settings import ServiceSettings
 from api.task_store import REQUEST_LOCK_SECONDS, TenantTasks, missing_task, valid_name
@@ -28,12 +28,38 @@ from auditor.tasks.store import FEW_TEXTS, MIN_TEXTS, ROLES, TaskError, TaskInfo
 
 router = APIRouter(tags=["tasks"])
 
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such task for this key"}}
+_NOT_FOUND = (404, "no such task for this key")
+_SCORING = (409, "an audit is scoring this task's references (retry after `retry_after` seconds)")
 _FILE_PART = "{role} texts of the task: CSV, TSV, JSON, JSONL or Parquet (by file name), optionally .gz/.zst; repeat the part for several files"
 _REFERENCES_BODY = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": TaskReferencesRequest.model_json_schema()},
+            "application/json": {
+                "schema": TaskReferencesRequest.model_json_schema(),
+                "examples": {
+                    "texts": {
+                        "summary": "human and LLM-written texts, as strings or objects",
+                        "value": {
+                            "human": [
+                                "Paris is the capital of France.",
+                                {"text": "It rained all day, so we stayed in."},
+                            ],
+                            "machine": [
+                                "Certainly! The capital of France is Paris.",
+                                "As an AI language model, I would describe the weather as rainy.",
+                            ],
+                        },
+                    },
+                    "replace": {
+                        "summary": "replace the stored human texts, read from another field of the objects",
+                        "value": {
+                            "human": [{"answer": "We stayed in; it rained."}, {"answer": "Paris, of course."}],
+                            "text_col": "answer",
+                            "replace": True,
+                        },
+                    },
+                },
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -232,14 +258,17 @@ def _store(tasks: TenantTasks, task: str, upload: Upload) -> TaskReferencesAdded
 
 @router.post(
     "/tasks/{task}/references",
+    operation_id="addTaskReferences",
     status_code=201,
     response_model=TaskReferencesAdded,
     openapi_extra=_REFERENCES_BODY,
-    responses={
-        409: {"description": "an audit is scoring this task's references"},
-        413: {"description": "the upload is too large"},
-        415: {"description": "not JSON or multipart, or a file of unknown format"},
-    },
+    responses=problem_responses(
+        400,
+        _SCORING,
+        (413, "the upload is too large, or too many texts (`limit`)"),
+        (415, "not JSON or multipart, or a file of unknown format"),
+        (422, "no usable texts, too few of them, an unknown column or a task name no task can have"),
+    ),
 )
 async def add_task_references(
     task: str, request: Request, response: Response, tasks: TasksDep, settings: SettingsDep
@@ -265,7 +294,7 @@ async def add_task_references(
     return added
 
 
-@router.get("/tasks", response_model=list[TaskSummary])
+@router.get("/tasks", operation_id="listTasks", response_model=list[TaskSummary])
 def list_tasks(tasks: TasksDep) -> list[TaskSummary]:
     """This key's tasks and how many references of each role they hold."""
     found = []
@@ -277,7 +306,9 @@ def list_tasks(tasks: TasksDep) -> list[TaskSummary]:
     return found
 
 
-@router.get("/tasks/{task}", response_model=TaskDetail, responses=_NOT_FOUND)
+@router.get(
+    "/tasks/{task}", operation_id="getTask", response_model=TaskDetail, responses=problem_responses(_NOT_FOUND, 422)
+)
 def get_task(task: str, tasks: TasksDep) -> TaskDetail:
     """Everything stored about one task: per role, the number of texts, their origins and the model that scored them."""
     return TaskDetail.model_validate(tasks.require(task).model_dump())
@@ -285,9 +316,10 @@ def get_task(task: str, tasks: TasksDep) -> TaskDetail:
 
 @router.delete(
     "/tasks/{task}",
+    operation_id="deleteTask",
     status_code=204,
     response_class=Response,
-    responses=_NOT_FOUND | {409: {"description": "an audit is scoring this task's references"}},
+    responses=problem_responses(_NOT_FOUND, _SCORING, 422),
 )
 def delete_task(task: str, tasks: TasksDep) -> Response:
     """Delete a task's references (audits already queued with it then fail)."""

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from api.db import VendorEstimate
 from api.deps import SessionDep, TenantDep
 from api.jobs import iso
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import VendorHistory, VendorPoint, VendorSummary
 
 router = APIRouter(tags=["vendors"])
@@ -27,7 +27,7 @@ def _point(row: VendorEstimate) -> VendorPoint:
     )
 
 
-@router.get("/vendors", response_model=list[VendorSummary])
+@router.get("/vendors", operation_id="listVendors", response_model=list[VendorSummary])
 def list_vendors(session: SessionDep, tenant: TenantDep) -> list[VendorSummary]:
     rows = session.scalars(
         select(VendorEstimate)
@@ -41,7 +41,10 @@ def list_vendors(session: SessionDep, tenant: TenantDep) -> list[VendorSummary]:
 
 
 @router.get(
-    "/vendors/{vendor}/history", response_model=VendorHistory, responses={404: {"description": "vendor never audited"}}
+    "/vendors/{vendor}/history",
+    operation_id="getVendorHistory",
+    response_model=VendorHistory,
+    responses=problem_responses((404, "this key never audited the vendor"), 422),
 )
 def vendor_history(vendor: str, session: SessionDep, tenant: TenantDep) -> VendorHistory:
     rows = session.scalars(

@@ -373,30 +373,31 @@ def prevalence_estimates(probabilities: np.ndarray, n_flagged: int, estimation: 
     fit = mixture_fit(scores, reference, alpha=1 - level) if reference else None
     advice = None
     if fit is not None and not fit.consistent:
-        headline = unfamiliar_task_prevalence(n_flagged, len(scores), estimation, mixture)
+        headline = unfamiliar_task_prevalence(n_flagged, len(scores), estimation, headline, mixture)
         advice = unfamiliar_task_advice(fit, estimation)
     human = estimation.task_human
     lower = prevalence_lower_bound(scores, human, level) if human is not None else None
     return PrevalenceEstimates(headline, from_flags, mixture, fit, advice, lower)
 
 
-def unfamiliar_task_prevalence(k: int, n: int, estimation: Estimation, mixture: Interval | None) -> Interval:
-    """What is still known when the vendor's scores do not fit the references: the flag count
-    corrected with error rates that may lie anywhere between-task spreads allow, joined with
-    the mixture's interval; never a confident 0%."""
+def unfamiliar_task_prevalence(
+    k: int, n: int, estimation: Estimation, primary: Interval, mixture: Interval | None
+) -> Interval:
+    """What is still known when the vendor's scores do not fit the references: the primary
+    point estimate (still the best single guess), with an interval that joins the primary's,
+    the mixture's and the flag count corrected with error rates that may lie anywhere
+    between-task spreads allow; never a confident 0%."""
     fpr_spread, tpr_spread = estimation.unfamiliar_spread
     rates = replace(
         estimation.rates,
         fpr_spread=max(estimation.rates.fpr_spread, fpr_spread),
         tpr_spread=max(estimation.rates.tpr_spread, tpr_spread),
     )
-    widened = prevalence_from_flags(k, n, rates, estimation.level)
-    if mixture is None:
-        return widened
+    intervals = [primary, prevalence_from_flags(k, n, rates, estimation.level)] + ([mixture] if mixture else [])
     return Interval(
-        estimate=widened.estimate,
-        ci_low=min(widened.ci_low, mixture.ci_low),
-        ci_high=max(widened.ci_high, mixture.ci_high),
+        estimate=primary.estimate,
+        ci_low=min(i.ci_low for i in intervals),
+        ci_high=max(i.ci_high for i in intervals),
     )
 
 

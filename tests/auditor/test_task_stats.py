@@ -77,9 +77,9 @@ def test_a_vendor_whose_scores_do_not_fit_gets_a_wide_interval_not_a_confident_z
         calibration, calibration.error_rates(), calibration.reference(), 0.9, "test", unfamiliar_spread=(1.0, 1.0)
     )
     confident = prevalence_from_scores(np.full(48, 0.05), calibration.reference())
-    widened = unfamiliar_task_prevalence(2, 48, estimation, confident)
+    widened = unfamiliar_task_prevalence(2, 48, estimation, confident, confident)
     assert widened.ci_high > max(confident.ci_high, 0.1)
-    assert widened.ci_low <= confident.ci_low
+    assert widened.ci_low <= confident.ci_low and widened.estimate == confident.estimate
 
 
 @pytest.mark.parametrize("n", [0, 1])
