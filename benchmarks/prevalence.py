@@ -1,25 +1,29 @@
-"""Are the audit's prevalence estimates right? Synthetic vendors with known LLM shares.
+"""Are the audit's prevalence estimates right for a vendor doing one task? Vendors with known
+LLM shares, audited three ways: with the embedded defaults, with task references, and with
+a human reference only.
 
-    python benchmarks/prevalence.py [--replicates 8] [--pool-per-source N] [--out benchmarks/results/prevalence.md]
+    python benchmarks/prevalence.py [--replicates 4] [--work out/prevalence-bench]
 
-Vendors are built from the *test* split of ../shared/datasets (texts never used to train
-the shipped model or to set and measure its calibration), with LLM shares 0, 2, 5, 10,
-25, 50% and sizes 50, 200, 500, 2000, ``--replicates`` vendors per cell, in two scenarios:
+Tasks are the data set x domain cells of the *test* split of ../shared/datasets (texts never
+used to train the shipped model or to set and measure its calibration) with at least 120
+human and 150 LLM-written texts under the label policy; at most 300 human and 250 LLM texts
+of each are scored once with ``auditor score`` (the product's scoring path, cached in
+``--work``). For each task and replicate, 100 human + 100 LLM texts are drawn as the task's
+references; vendors (true shares 0, 5, 10, 25, 50%; n = 200 and 500) are drawn from the
+task's remaining texts (with replacement where a cell needs more texts than remain).
+Each vendor is then estimated by the audit's own functions
+(:func:`auditor.audit.run.estimation_for` and
+:func:`auditor.audit.aggregate.prevalence_estimates`, which ``auditor audit`` calls per
+vendor) in three modes:
 
-* mixed:  each vendor's texts drawn from all test-split datasets and domains;
-* single-source: each vendor's texts from one dataset (a vendor doing one kind of task),
-  so the detector's error rates differ from the calibration's average.
-
-All vendors go into one delivery file that is audited with the real command
-(``auditor audit``, in a subprocess). Reported per cell: mean absolute error of
-``prevalence.estimate``, coverage of its interval, and the same for the score-mixture
-estimate and for the naive flag rate.
+* defaults: the shipped calibration only;
+* task references: 100 human + 100 LLM texts of the task (disjoint from the vendor's rows);
+* human reference only: the 100 human texts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -31,133 +35,206 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from auditor.audit.aggregate import prevalence_estimates  # noqa: E402
+from auditor.audit.run import AuditReferences, estimation_for  # noqa: E402
+from auditor.calibration import load_calibration  # noqa: E402
 from auditor.corpus import load_corpus  # noqa: E402
+from detectors.bundle import default_bundle_dir  # noqa: E402
 
-SHARES = (0.0, 0.02, 0.05, 0.10, 0.25, 0.50)
-SIZES = (50, 200, 500, 2000)
-SOURCES = ("worker_vs_gpt", "l2r_rewrites", "hc3_plus_si", "hc3_partial")
+SHARES = (0.0, 0.05, 0.10, 0.25, 0.50)
+SIZES = (200, 500)
+REFERENCE_TEXTS = 100
+MIN_HUMAN, MIN_MACHINE = 120, 150
+CAP_HUMAN, CAP_MACHINE = 300, 250
+LEVEL = 0.9
 
 
-def build_vendors(pool: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
+def task_pool(work: Path) -> pd.DataFrame:
+    """The scored texts of every task (scored once, then read from ``work``)."""
+    scored = work / "pool_scored.parquet"
+    if not scored.exists():
+        corpus = load_corpus()
+        test = corpus[
+            (corpus["split"] == "test") & corpus["train_label"].notna() & (corpus["text"].str.strip().str.len() >= 3)
+        ]
+        counts = test.groupby(["dataset", "domain", "train_label"]).size().unstack(fill_value=0)
+        tasks = counts[(counts[0.0] >= MIN_HUMAN) & (counts[1.0] >= MIN_MACHINE)].index
+        parts = []
+        for dataset, domain in tasks:
+            cell = test[(test["dataset"] == dataset) & (test["domain"] == domain)].sample(frac=1.0, random_state=0)
+            parts += [cell[cell["train_label"] == 0].head(CAP_HUMAN), cell[cell["train_label"] == 1].head(CAP_MACHINE)]
+        pool = pd.concat(parts)[["id", "dataset", "domain", "text", "train_label", "generator"]]
+        pool["task"] = pool["dataset"] + "/" + pool["domain"]
+        pool["id"] = pool["id"].astype(str)
+        work.mkdir(parents=True, exist_ok=True)
+        pool.to_parquet(work / "pool.parquet", index=False)
+        command = [sys.executable, "-m", "auditor.cli", "score", str(work / "pool.parquet"), "--text-col", "text"]
+        subprocess.run([*command, "--out", str(scored)], check=True)
+    pool = pd.read_parquet(scored)
+    return pool[pool["llm_probability"].notna()]
 
-    def draw(frame: pd.DataFrame, n: int) -> list[str]:
-        return frame["text"].to_numpy(dtype=object)[rng.choice(len(frame), n, replace=n > len(frame))].tolist()
 
-    for scenario in ("mixed", "single-source"):
+def vendors_of(task: pd.DataFrame, replicates: int, rng: np.random.Generator):
+    """(references, vendor) pairs: the references drawn first, the vendors from what is left."""
+    for replicate in range(replicates):
+        shuffled = task.sample(frac=1.0, random_state=int(rng.integers(1 << 31)))
+        human, machine = shuffled[shuffled["train_label"] == 0], shuffled[shuffled["train_label"] == 1]
+        references = (human.head(REFERENCE_TEXTS), machine.head(REFERENCE_TEXTS))
+        rest_h, rest_m = human.iloc[REFERENCE_TEXTS:], machine.iloc[REFERENCE_TEXTS:]
         for share in SHARES:
             for size in SIZES:
-                for r in range(replicates):
-                    part = pool if scenario == "mixed" else pool[pool["dataset"] == SOURCES[r % len(SOURCES)]]
-                    n_llm = int(round(share * size))
-                    texts = draw(part[part.label == 1], n_llm) + draw(part[part.label == 0], size - n_llm)
-                    vendor = f"{scenario}|{share}|{size}|{r}"
-                    rows += [{"vendor": vendor, "text": t} for t in texts]
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "id", [f"v{i}" for i in range(len(frame))])
-    return frame
+                n_llm = int(round(share * size))
+                rows = pd.concat([_draw(rest_m, n_llm, rng), _draw(rest_h, size - n_llm, rng)])
+                yield replicate, share, size, references, rows
 
 
-def summarise(report: dict) -> pd.DataFrame:
+def _draw(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    return frame.iloc[rng.choice(len(frame), n, replace=n > len(frame))]
+
+
+def estimate_vendor(vendor: pd.DataFrame, references, calibration, model: str) -> dict:
+    probabilities = vendor["llm_probability"].to_numpy(dtype=float)
+    n_flagged = int(calibration.flags(probabilities).sum())
+    human = references[0]["llm_probability"].to_numpy(dtype=float)
+    machine = references[1]["llm_probability"].to_numpy(dtype=float)
+    modes = {
+        "defaults": AuditReferences(),
+        "task references": AuditReferences(human=human, machine=machine, origins={"human": "task", "machine": "task"}),
+        "human reference only": AuditReferences(human=human, origins={"human": "task"}),
+    }
+    out = {}
+    for mode, refs in modes.items():
+        estimates = prevalence_estimates(probabilities, n_flagged, estimation_for(calibration, model, LEVEL, refs))
+        out[mode] = estimates
+    return out
+
+
+def run(pool: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
+    calibration = load_calibration(default_bundle_dir())
+    rng = np.random.default_rng(seed)
     rows = []
-    for vendor in report["vendors"]:
-        scenario, share, size, _ = vendor["vendor"].split("|")
-        truth = float(share)
-        row = {"scenario": scenario, "share": truth, "size": int(size)}
-        for name, key in (
-            ("prevalence", "prevalence"),
-            ("mixture", "prevalence_score_mixture"),
-            ("flag_rate", "flag_rate"),
-        ):
-            estimate = vendor[key]
-            row[f"{name}_error"] = abs(estimate["estimate"] - truth)
-            row[f"{name}_covers"] = estimate["ci_low"] <= truth <= estimate["ci_high"]
-            row[f"{name}_estimate"] = estimate["estimate"]
-        rows.append(row)
+    for task, part in pool.groupby("task"):
+        for replicate, share, size, references, vendor in vendors_of(part, replicates, rng):
+            for mode, est in estimate_vendor(vendor, references, calibration, "default").items():
+                headline = est.headline
+                rows.append(
+                    {
+                        "task": task,
+                        "replicate": replicate,
+                        "share": share,
+                        "size": size,
+                        "mode": mode,
+                        "estimate": headline.estimate,
+                        "ci_low": headline.ci_low,
+                        "ci_high": headline.ci_high,
+                        "covers": headline.ci_low <= share <= headline.ci_high,
+                        "error": abs(headline.estimate - share),
+                        "consistent": est.fit.consistent if est.fit else None,
+                        "p_value": est.fit.p_value if est.fit else None,
+                        "lower_bound": est.lower_bound.bound if est.lower_bound else None,
+                    }
+                )
+        print(f"{task}: done", flush=True)
     return pd.DataFrame(rows)
 
 
-def markdown(results: pd.DataFrame) -> str:
-    lines = []
-    for scenario, part in results.groupby("scenario", sort=False):
-        table = part.groupby(["share", "size"]).agg(
-            n=("prevalence_error", "size"),
-            prevalence_mean=("prevalence_estimate", "mean"),
-            prevalence_mae=("prevalence_error", "mean"),
-            prevalence_coverage=("prevalence_covers", "mean"),
-            mixture_mae=("mixture_error", "mean"),
-            mixture_coverage=("mixture_covers", "mean"),
-            flag_mae=("flag_rate_error", "mean"),
-            flag_coverage=("flag_rate_covers", "mean"),
-        )
-        lines.append(f"\n#### {scenario} vendors\n")
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def markdown(results: pd.DataFrame, seconds: float, n_texts: int) -> str:
+    lines = [
+        f"_{results.task.nunique()} tasks, {int(results.groupby('mode').size().iloc[0])} vendors per mode, "
+        f"{n_texts} scored texts; estimation {seconds:.0f} s._\n"
+    ]
+    defaults = results[results["mode"] == "defaults"]
+    refs = results[results["mode"] == "task references"]
+    human = results[results["mode"] == "human reference only"]
+
+    lines += ["#### Defaults (no references): does the report know when its error rates do not hold?\n"]
+    lines += [
+        "| true share | n | interval covers | fit says inconsistent | covers or inconsistent | mean estimate |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (share, size), part in defaults.groupby(["share", "size"]):
+        flagged_unfit = part["consistent"].eq(False)
         lines.append(
-            "| true share | n | vendors | mean estimate | MAE | 90% coverage | mixture MAE | mixture coverage | naive flag-rate MAE | flag-rate coverage |"
+            f"| {share:.0%} | {size} | {_pct(part.covers.mean())} | {_pct(flagged_unfit.mean())} | "
+            f"{_pct((part.covers | flagged_unfit).mean())} | {part.estimate.mean():.3f} |"
         )
-        lines.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for (share, size), r in table.iterrows():
-            lines.append(
-                f"| {share:.0%} | {size} | {r.n} | {r.prevalence_mean:.3f} | {r.prevalence_mae:.3f} | {r.prevalence_coverage:.0%} | "
-                f"{r.mixture_mae:.3f} | {r.mixture_coverage:.0%} | {r.flag_mae:.3f} | {r.flag_coverage:.0%} |"
-            )
-        big = part[part["size"] >= 500]
-        zero = part[part["share"] == 0]
+    unfit = defaults["consistent"].eq(False)
+    lines.append(
+        f"\nAll default vendors: interval covers the truth **{_pct(defaults.covers.mean())}**, fit verdict "
+        f"inconsistent **{_pct(unfit.mean())}**, covers or inconsistent **{_pct((defaults.covers | unfit).mean())}** "
+        f"(target ≥ 90%); of vendors judged consistent, {_pct(defaults[~unfit].covers.mean())} covered.\n"
+    )
+    lines.append(
+        "| task | covers | inconsistent | covers or inconsistent |\n|---|---:|---:|---:|\n"
+        + "\n".join(
+            f"| {task} | {_pct(p.covers.mean())} | {_pct(p.consistent.eq(False).mean())} | "
+            f"{_pct((p.covers | p.consistent.eq(False)).mean())} |"
+            for task, p in defaults.groupby("task")
+        )
+        + "\n"
+    )
+
+    lines += ["#### Task references (100 human + 100 LLM texts of the task)\n"]
+    lines += [
+        "| true share | n | mean estimate | MAE | 90% coverage | fit inconsistent |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (share, size), part in refs.groupby(["share", "size"]):
         lines.append(
-            f"\nTargets ({scenario}): MAE at n >= 500 = **{big.prevalence_error.mean():.3f}** (target <= 0.03; mixture "
-            f"{big.mixture_error.mean():.3f}); coverage = **{part.prevalence_covers.mean():.0%}** (target >= 85%; mixture "
-            f"{part.mixture_covers.mean():.0%}); max estimate at share 0 = **{zero.prevalence_estimate.max():.3f}** "
-            f"(target <= 0.02; mixture {zero.mixture_estimate.max():.3f})."
+            f"| {share:.0%} | {size} | {part.estimate.mean():.3f} | {part.error.mean():.3f} | "
+            f"{_pct(part.covers.mean())} | {_pct(part.consistent.eq(False).mean())} |"
         )
-    return "\n".join(lines) + "\n"
+    big, zero = refs[refs["size"] >= 500], refs[refs["share"] == 0]
+    lines.append(
+        f"\nTargets: MAE at n ≥ 500 **{big.error.mean():.3f}** (≤ 0.03); 90% coverage **{_pct(refs.covers.mean())}** "
+        f"(≥ 85%); estimate at a true share of 0: mean **{zero.estimate.mean():.3f}**, max {zero.estimate.max():.3f} "
+        "(≤ 0.02).\n"
+    )
+    lines.append(
+        "| task | MAE (n = 500) | coverage |\n|---|---:|---:|\n"
+        + "\n".join(
+            f"| {task} | {p[p['size'] == 500].error.mean():.3f} | {_pct(p.covers.mean())} |"
+            for task, p in refs.groupby("task")
+        )
+        + "\n"
+    )
+
+    lines += ["#### Human reference only (100 human texts of the task): the one-sided 90% lower bound\n"]
+    lines += [
+        "| true share | n | bound ≤ truth | mean bound | mean headline estimate |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for (share, size), part in human.groupby(["share", "size"]):
+        lines.append(
+            f"| {share:.0%} | {size} | {_pct((part.lower_bound <= part.share + 1e-9).mean())} | "
+            f"{part.lower_bound.mean():.3f} | {part.estimate.mean():.3f} |"
+        )
+    held = (human.lower_bound <= human.share + 1e-9).mean()
+    positive = human[human.share > 0]
+    lines.append(
+        f"\nThe bound is at or below the truth for **{_pct(held)}** of vendors (target ≥ 90%); where LLM text is "
+        f"present it recovers on average {(positive.lower_bound / positive.share).mean():.0%} of the true share "
+        f"({(positive.lower_bound > 0).mean():.0%} of those vendors get a bound above 0).\n"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--replicates", type=int, default=8)
-    parser.add_argument(
-        "--pool-per-source",
-        type=int,
-        default=None,
-        help="draw vendors from at most this many distinct texts per data set and label (default: all)",
-    )
+    parser.add_argument("--replicates", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "prevalence-bench")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prevalence.md")
     args = parser.parse_args()
-    corpus = load_corpus()
-    pool = corpus[(corpus["split"] == "test") & (corpus["text"].str.strip().str.len() >= 3)]
-    if args.pool_per_source:
-        pool = pool.sample(frac=1.0, random_state=args.seed).groupby(["dataset", "label"]).head(args.pool_per_source)
-    delivery = build_vendors(pool, args.replicates, args.seed)
-    args.work.mkdir(parents=True, exist_ok=True)
-    delivery.to_parquet(args.work / "delivery.parquet", index=False)
-    print(
-        f"{delivery.vendor.nunique()} vendors, {len(delivery)} rows, {delivery.text.nunique()} distinct texts",
-        flush=True,
-    )
+    pool = task_pool(args.work)
     started = time.time()
-    command = [
-        sys.executable,
-        "-m",
-        "auditor.cli",
-        "audit",
-        str(args.work / "delivery.parquet"),
-        "--text-col",
-        "text",
-        "--vendor-col",
-        "vendor",
-        "--id-col",
-        "id",
-        "--out",
-        str(args.work / "audit"),
-        "--no-resume",
-    ]
-    subprocess.run(command, check=True)
-    report = json.loads((args.work / "audit" / "report.json").read_text())
-    results = summarise(report)
+    results = run(pool, args.replicates, args.seed)
     results.to_csv(args.work / "results.csv", index=False)
-    text = markdown(results) + f"\n_{len(delivery)} rows audited in {time.time() - started:.0f} s._\n"
+    text = markdown(results, time.time() - started, len(pool))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
