@@ -128,8 +128,9 @@ def test_vendor_estimates_rank_the_pasting_vendor_above_the_honest_one(audited):
     honest, pasting = report.vendor("honest"), report.vendor("pasting")
     assert honest.prevalence.ci_low == 0.0 and honest.prevalence.estimate <= 0.1
     assert pasting.prevalence.estimate > 0.25
-    # Under the calibration's error rates the two vendors are told apart ...
-    assert pasting.prevalence_from_flags.ci_low > honest.prevalence_from_flags.ci_high
+    # The two vendors are told apart by what was observed (18 of 43 flagged against none) ...
+    assert pasting.flag_rate.ci_low > honest.flag_rate.ci_high
+    assert pasting.prevalence_from_flags.estimate > honest.prevalence_from_flags.ci_high / 2
     # ... and where their scores do not fit the calibration, the headline says so and widens.
     for vendor in (honest, pasting):
         assert vendor.calibration_fit is not None
