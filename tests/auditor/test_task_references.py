@@ -130,7 +130,10 @@ def test_a_stored_task_audits_like_the_same_reference_files(task_files, tasks_en
     )  # fmt: skip
     vendor, same = by_task["vendors"][0], by_files["vendors"][0]
     assert by_task["methods"]["primary"] == "score_mixture"
-    assert vendor["prevalence"] == same["prevalence"] and vendor["calibration_fit"] == same["calibration_fit"]
+    # The same texts, scored in other batches (int8's per-batch activation scales move scores slightly)
+    for key in ("estimate", "ci_low", "ci_high"):
+        assert vendor["prevalence"][key] == pytest.approx(same["prevalence"][key], abs=0.03)
+    assert vendor["calibration_fit"]["consistent"] == same["calibration_fit"]["consistent"]
     assert set(vendor["calibration_fit"]) == {"consistent", "p_value", "statistic", "method"}
     assert by_task["configuration"]["task"] == "qa"
     assert by_task["configuration"]["references"]["human"]["n_texts"] == 40

@@ -45,7 +45,10 @@ def test_sklearn_api_fit_predict_and_params(perplexity, heldout, heldout_signals
     assert proba.shape == (int((~train).sum()), 2) and np.allclose(proba.sum(1), 1)
     assert roc_auc_score(labels[~train], proba[:, 1]) > 0.8
     direct = classifier.predict_proba(heldout.text.tolist()[:3])
-    assert np.allclose(direct, classifier.predict_proba_features(heldout_signals.iloc[:3]), atol=0.02)
+    # Features computed in another batch: exact in fp32/bf16, within int8's per-batch activation
+    # scales otherwise (the tolerance tests/detectors/test_quantized.py states against fp32).
+    tolerance = 0.06 if perplexity.quantized_ else 0.02
+    assert np.allclose(direct, classifier.predict_proba_features(heldout_signals.iloc[:3]), atol=tolerance)
 
 
 def test_unfitted_and_one_class_training_fail_clearly(perplexity, heldout_signals):
