@@ -164,13 +164,16 @@ def shards(tmp_path_factory, corpus):
 
 
 def gate(shards, out, *extra):
-    args = ["gate", str(shards["clean"]), str(shards["mixed"]), "--max-synthetic", "0.2", "--max-scored", "10"]
+    """The shards are named relative to their folder (the test chdirs there): a shard's sample
+    depends on its name, which must not change with pytest's temporary directory."""
+    args = ["gate", shards["clean"].name, shards["mixed"].name, "--max-synthetic", "0.2", "--max-scored", "10"]
     result = runner.invoke(app, [*args, "--manifest", str(out / "m.json"), *extra])
     manifest = json.loads((out / "m.json").read_text())
     return result, {s["shard"].split("/")[-1]: s for s in manifest["shards"]}
 
 
-def test_on_inconclusive_chooses_where_the_estimate_decided_before(tmp_path, shards):
+def test_on_inconclusive_chooses_where_the_estimate_decided_before(tmp_path, shards, monkeypatch):
+    monkeypatch.chdir(shards["clean"].parent)
     default, judged = gate(shards, tmp_path)
     assert not judged["clean.jsonl"]["conclusive"] and not judged["mixed.jsonl"]["conclusive"]
     assert judged["mixed.jsonl"]["synthetic"]["estimate"] > 0.2 >= judged["clean.jsonl"]["synthetic"]["estimate"]
