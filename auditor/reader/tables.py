@@ -99,7 +99,8 @@ def read_table(source: str | Path, columns: Sequence[str] | None = None) -> tupl
 def read_texts(source: str | Path, text_col: str) -> list[str]:
     """The non-blank texts of one column (reference texts)."""
     frame, _ = read_table(source, [text_col])
-    if text_col not in frame:
+    if text_col not in frame or frame[text_col].isna().all():
+        # JSON readers fill a column no record has with nulls: tell that apart from blank texts.
         require_columns(source, {"--reference-text-col": text_col})
     return [t for t in frame[text_col].tolist() if isinstance(t, str) and t.strip()]
 

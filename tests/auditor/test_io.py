@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from auditor.reader import ReadError as InputError
-from auditor.reader import read_columns, read_table, require_columns, write_table
+from auditor.reader import read_columns, read_table, read_texts, require_columns, write_table
 
 ROWS = pd.DataFrame({"id": ["a", "b", "c"], "answer": ["First text.", "Zweiter Text, ß.", "第三個"], "n": [1, 2, 3]})
 
@@ -73,6 +73,18 @@ def test_missing_column_names_the_columns_that_exist(tmp_path):
         require_columns(path, {"--text-col": "text"})
     message = str(error.value)
     assert "--text-col 'text'" in message and "'answer'" in message and str(path) in message
+
+
+@pytest.mark.parametrize("name", ["r.jsonl", "r.json", "r.csv", "r.parquet"])
+def test_reference_texts_from_a_column_no_record_has_are_an_error_not_an_empty_list(tmp_path, name):
+    path = tmp_path / name
+    if name == "r.json":
+        path.write_text(json.dumps([{"body": "one text"}, {"body": "two texts"}]))
+    else:
+        write_table(pd.DataFrame({"body": ["one text", "two texts"]}), path)
+    with pytest.raises(InputError, match="no such column.*'text'.*'body'"):
+        read_texts(path, "text")
+    assert read_texts(path, "body") == ["one text", "two texts"]
 
 
 @pytest.mark.parametrize(
