@@ -738,8 +738,8 @@ def gate(
         typer.Option(
             "--on-inconclusive",
             help="a shard whose interval still contains --max-synthetic after the whole sample: decide on the "
-            "point estimate (estimate, the default), pass it, or reject it (its flagged documents are then not "
-            "written to --quarantine)",
+            "point estimate (estimate, the default), pass it, or reject it (its flagged documents then go to "
+            "--quarantine)",
         ),
     ] = OnInconclusive.ESTIMATE,
     max_scored: Annotated[int, typer.Option(min=10, help="size of the random sample scored at most")] = 5000,
@@ -787,6 +787,7 @@ def gate(
         confidence=level,
         max_scored=max_scored,
         seed=seed,
+        on_inconclusive=on_inconclusive.value,
     )
     try:
         with console.status("loading the scorer, the evaluation-set index and any references"):
@@ -801,7 +802,6 @@ def gate(
         fail(str(exc))
 
     def said(result: ShardResult) -> None:
-        settle_inconclusive(result, on_inconclusive.value, max_synthetic, quarantine)
         colour = {"pass": "green", "reject": "red", "error": "yellow"}[result.decision]
         share = result.synthetic
         estimate = (
@@ -829,38 +829,10 @@ def gate(
             human_reference=references["human"],
             machine_reference=references["machine"],
         )
-    for shard in result.shards:
-        settle_inconclusive(shard, on_inconclusive.value, max_synthetic, quarantine)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(result.model_dump_json(indent=2) + "\n")
     console.print(f"manifest: {manifest}")
     raise typer.Exit(result.exit_code())
-
-
-def settle_inconclusive(result: ShardResult, choice: str, max_synthetic: float, quarantine: Path | None) -> None:
-    """``--on-inconclusive``: where a shard's synthetic share stayed inconclusive (the whole sample
-    scored, the interval still containing ``max_synthetic``), pass or reject it on that ground
-    instead of deciding on the point estimate. Rejections for evaluation items and errors stand.
-    Idempotent (the callback and the manifest both apply it)."""
-    if choice == "estimate" or result.conclusive or result.decision == "error" or result.synthetic is None:
-        return
-    if result.synthetic.estimate is None:
-        return
-    synthetic = "synthetic_share" in result.rejected_for
-    if choice == "reject" and not synthetic:
-        result.rejected_for.insert(0, "synthetic_share")
-        result.decision = "reject"
-        result.reasons.append(
-            f"rejected by --on-inconclusive reject: the synthetic share may be above {max_synthetic:g}"
-        )
-    elif choice == "pass" and synthetic:
-        result.rejected_for.remove("synthetic_share")
-        result.reasons.append(f"passed by --on-inconclusive pass: the synthetic share may be within {max_synthetic:g}")
-        if not result.rejected_for:
-            result.decision = "pass"
-            if result.quarantine and quarantine is not None:  # written for the synthetic share alone
-                Path(result.quarantine).unlink(missing_ok=True)
-                result.quarantine = None
 
 
 @app.command("index-benchmarks")

@@ -55,6 +55,11 @@ class GatePolicy(BaseModel):
     step: int = Field(100, ge=1, description="documents scored between two looks at the interval")
     max_chars: int = Field(4000, ge=100, description="characters of each sampled document that are scored")
     seed: int = 0
+    on_inconclusive: Literal["estimate", "pass", "reject"] = Field(
+        "estimate",
+        description="a shard whose interval still contains max_synthetic after the whole sample: decide on the "
+        "point estimate, pass it, or reject it",
+    )
 
 
 class SyntheticShare(BaseModel):
@@ -295,19 +300,17 @@ def _decide(
     flagged = _sequential_estimate(policy, scorer, rates, reservoir, rng, result)
     share = result.synthetic
     if share is not None and share.estimate is not None:
-        over = share.ci_low > policy.max_synthetic if result.conclusive else share.estimate > policy.max_synthetic
         said = f"synthetic share {share.estimate:.3f} [{share.ci_low:.3f}, {share.ci_high:.3f}] from {result.documents_scored} scored documents"
+        over = _over_threshold(share, result.conclusive, policy)
         if over:
             result.decision = "reject"
             result.rejected_for.append("synthetic_share")
-            result.reasons.append(f"{said} is above --max-synthetic {policy.max_synthetic:g}")
+        if result.conclusive or policy.on_inconclusive == "estimate":
+            result.reasons.append(f"{said} is {'above' if over else 'within'} --max-synthetic {policy.max_synthetic:g}")
         else:
-            result.reasons.append(f"{said} is within --max-synthetic {policy.max_synthetic:g}")
+            result.reasons.append(said)
         if not result.conclusive:
-            result.reasons.append(
-                f"inconclusive: after the whole sample ({result.documents_scored} documents) the interval still "
-                f"contains {policy.max_synthetic:g}; decided on the point estimate"
-            )
+            result.reasons.append(_inconclusive_reason(result.documents_scored, policy))
     result.documents_with_benchmark_items = len(leakage.documents)
     result.benchmark_hits = sorted(leakage.items.values(), key=lambda h: (-h.documents, h.item_id))
     if len(leakage.documents) > policy.max_benchmark_hits:
@@ -319,6 +322,26 @@ def _decide(
             f"{len(leakage.documents)} documents contain evaluation items (allowed: {policy.max_benchmark_hits}): {ids}{more}"
         )
     return result, flagged
+
+
+def _over_threshold(share: SyntheticShare, conclusive: bool, policy: GatePolicy) -> bool:
+    if conclusive:
+        return share.ci_low > policy.max_synthetic
+    if policy.on_inconclusive == "estimate":
+        return share.estimate is not None and share.estimate > policy.max_synthetic
+    return policy.on_inconclusive == "reject"
+
+
+def _inconclusive_reason(scored: int, policy: GatePolicy) -> str:
+    settled = {
+        "estimate": "decided on the point estimate",
+        "pass": "passed by --on-inconclusive pass",
+        "reject": "rejected by --on-inconclusive reject",
+    }[policy.on_inconclusive]
+    return (
+        f"inconclusive: after the whole sample ({scored} documents) the interval still contains "
+        f"{policy.max_synthetic:g}; {settled}"
+    )
 
 
 def _sequential_estimate(

@@ -189,9 +189,14 @@ def test_on_inconclusive_chooses_where_the_estimate_decided_before(tmp_path, sha
     assert any("--on-inconclusive pass" in r for r in judged["mixed.jsonl"]["reasons"])
     assert judged["mixed.jsonl"]["quarantine"] is None and not list(quarantine.glob("*.jsonl"))
 
-    rejected, judged = gate(shards, tmp_path, "--on-inconclusive", "reject")
+    held = tmp_path / "held"
+    rejected, judged = gate(shards, tmp_path, "--on-inconclusive", "reject", "--quarantine", str(held))
     assert rejected.exit_code == 1, rejected.output
     assert {s["decision"] for s in judged.values()} == {"reject"}
+    assert judged["mixed.jsonl"]["flagged"] > 0 and judged["mixed.jsonl"]["quarantine"] is not None
+    assert len(list(held.glob("*"))) >= 1  # the shards it rejects have their flagged documents quarantined
     assert judged["clean.jsonl"]["rejected_for"] == ["synthetic_share"]
     assert any("--on-inconclusive reject" in r for r in judged["clean.jsonl"]["reasons"])
     assert "--on-inconclusive" in rejected.output  # the per-shard lines already show the settled decision
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    assert manifest["policy"]["on_inconclusive"] == "reject"  # the manifest records how it was decided
