@@ -8,6 +8,8 @@ PostgreSQL by URL.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -127,4 +129,19 @@ def migrate(url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    with _sqlite_migration_lock(url):  # PostgreSQL takes an advisory lock in migrations/env.py
+        command.upgrade(config, "head")
+
+
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """One process at a time migrates a SQLite file (SQLite has no advisory locks; processes
+    sharing the file share its folder)."""
+    path = url.removeprefix("sqlite:///") if url.startswith("sqlite") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{path}.migrate.lock", timeout=300):
+        yield

@@ -152,3 +152,14 @@ def service(request, tmp_path_factory, redis_url):
     service.stop_web()
     if drop:
         drop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_database(request, tmp_path):
+    """URL of an empty database: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'auditor.sqlite'}"
+        return
+    url, drop = _postgres_database()
+    yield url
+    drop()
