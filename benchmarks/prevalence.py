@@ -49,13 +49,13 @@ CAP_HUMAN, CAP_MACHINE = 300, 250
 LEVEL = 0.9
 
 
-def task_pool(work: Path) -> pd.DataFrame:
-    """The scored texts of every task (scored once, then read from ``work``)."""
+def task_pool(work: Path, split: str = "test") -> pd.DataFrame:
+    """The scored texts of every task of ``split`` (scored once, then read from ``work``)."""
     scored = work / "pool_scored.parquet"
     if not scored.exists():
         corpus = load_corpus()
         test = corpus[
-            (corpus["split"] == "test") & corpus["train_label"].notna() & (corpus["text"].str.strip().str.len() >= 3)
+            (corpus["split"] == split) & corpus["train_label"].notna() & (corpus["text"].str.strip().str.len() >= 3)
         ]
         counts = test.groupby(["dataset", "domain", "train_label"]).size().unstack(fill_value=0)
         tasks = counts[(counts[0.0] >= MIN_HUMAN) & (counts[1.0] >= MIN_MACHINE)].index

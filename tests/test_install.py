@@ -341,3 +341,83 @@ def test_service_commands_name_their_extra(fresh):
         done = run_in(fresh, fresh["venv"] / "bin" / "auditor", *command, check=False)
         said = done.stdout + done.stderr
         assert done.returncode != 0 and "llm-contamination-auditor[service]" in said, said[-2000:]
+
+
+@pytest.mark.install
+def test_the_images_steps_run_as_a_script(fresh):
+    """What the Dockerfile does, without Docker (no daemon here): the builder's extras and
+    ``docker/provision.py`` into an empty cache directory, then the runtime stage's environment
+    (offline) and its CMD, answering a first scoring request with a key made by `auditor keys`.
+    Runs last: it adds the service's extras to the module's fresh virtualenv."""
+    import urllib.request
+
+    _, stages = dockerfile_stages()
+    builder, runtime = stages[0], stages[-1]
+    assert '".[service,dask]"' in " ".join(rest for instruction, rest in builder if instruction == "RUN")
+    python, auditor = fresh["venv"] / "bin" / "python", fresh["venv"] / "bin" / "auditor"
+    run_in(fresh, python, "-m", "pip", "install", "--quiet", f"{fresh['tmp'] / 'source'}[service,dask]")
+
+    image = fresh["tmp"] / "image"
+    paths = {"/var/lib/auditor": str(image / "cache")}
+    env = dict(fresh["env"])
+    for name, value in env_of(runtime).items():
+        if name.startswith(("AUDITOR_", "HF_", "TRANSFORMERS_")):
+            for inside, outside in paths.items():
+                value = value.replace(inside, outside)
+            env[name] = value
+    env["AUDITOR_DATABASE_URL"] = f"sqlite:///{image / 'service.sqlite'}"
+    assert env["HF_HUB_OFFLINE"] == "1" and env["AUDITOR_CACHE_DIR"] == str(image / "cache")
+    provision_env = {**env, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0"}  # the build has a network
+    provisioned = subprocess.run(
+        [python, fresh["tmp"] / "source" / "docker" / "provision.py"], env=provision_env, capture_output=True, text=True
+    )
+    assert provisioned.returncode == 0 and "models ready" in provisioned.stdout, provisioned.stderr[-3000:]
+
+    (command,) = [json.loads(rest) for instruction, rest in runtime if instruction == "CMD"]
+    port = _free_port()
+    command = [str(auditor), *command[1:]]
+    command[command.index("--host") + 1], command[command.index("--port") + 1] = "127.0.0.1", str(port)
+    key = subprocess.run(
+        [auditor, "keys", "create", "--tenant", "acme"], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait_for(f"{base}/healthz", 120), "the server did not start"
+        assert _wait_for(f"{base}/readyz", 600), "the models did not load offline from the provisioned cache"
+        request = urllib.request.Request(
+            f"{base}/v1/score",
+            data=json.dumps({"texts": TEXTS}).encode(),
+            headers={"X-API-Key": key, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            body = json.loads(response.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    probabilities = [item["llm_probability"] for item in body["results"]]
+    assert len(probabilities) == len(TEXTS) and all(0 <= p <= 1 for p in probabilities)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, timeout: float) -> bool:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    return False
