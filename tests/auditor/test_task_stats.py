@@ -88,3 +88,21 @@ def test_tiny_vendors_get_no_fit_verdict_or_a_harmless_one(n):
     reference = ScoreReference.from_scores(_human(rng, 100), _llm(rng, 100))
     fit = mixture_fit(_human(rng, n), reference)
     assert (fit is None) if n == 0 else fit.consistent
+
+
+def test_known_reference_scores_add_a_kernel_fit_and_the_calibrations_histograms_do_not_keep_them():
+    rng = np.random.default_rng(3)
+    human, machine = _human(rng, 100), _llm(rng, 100)
+    with_scores = ScoreReference.from_scores(human, machine)
+    histograms_only = ScoreReference.from_dict(with_scores.to_dict())
+    assert histograms_only.human_scores is None and len(with_scores.machine_scores) == 100
+    errors = {"averaged": [], "histograms": []}
+    for share in (0.0, 0.1, 0.25, 0.5) * 5:
+        vendor = _vendor(rng, 500, share)
+        averaged = prevalence_from_scores(vendor, with_scores, bootstrap=50)
+        alone = prevalence_from_scores(vendor, histograms_only, bootstrap=50)
+        assert averaged.ci_low <= averaged.estimate <= averaged.ci_high
+        errors["averaged"].append(abs(averaged.estimate - share))
+        errors["histograms"].append(abs(alone.estimate - share))
+    assert np.mean(errors["averaged"]) < 0.04
+    assert np.mean(errors["averaged"]) != np.mean(errors["histograms"])  # the kernel fit is in use
