@@ -231,8 +231,13 @@ class PerplexityDetector(Detector):
         stats: list[np.ndarray | None] = [None] * len(token_ids)
         width = self._lm.config.hidden_size * len(self.pool_layers) if self.embeddings else 0
         pooled = np.zeros((len(token_ids), width), dtype=np.float32)
+        # int8 runs one text per forward pass: dynamic quantisation takes one activation scale
+        # per tensor, so in a batch a text's signals would move with its companions (and with
+        # the padding). Measured side by side (48 texts, one thread): per text was also faster
+        # (20 s vs 27 s, no padding) and closer to fp32 (mean |ll| per token 0.58 vs 0.64 nats).
+        batches = [[i] for i in range(len(token_ids))] if self.quantized_ else None
         with torch.inference_mode():
-            for batch in _length_batches(token_ids, self.batch_tokens):
+            for batch in batches or _length_batches(token_ids, self.batch_tokens):
                 batch_stats, batch_pooled = self._batch_statistics([token_ids[i] for i in batch])
                 pooled[batch] = batch_pooled
                 for i, arr in zip(batch, batch_stats, strict=True):

@@ -36,11 +36,6 @@ def test_batching_does_not_change_a_texts_signals(perplexity, hc3_test):
         for signal in ("ll_mean", "entropy_mean", "fast_detectgpt", "logrank_mean")
         if alone[signal].iat[0] != pytest.approx(together[signal].iat[5], rel=0.02, abs=0.02)
     ]
-    if moved and perplexity.quantized_:
-        # A known defect, stated in README "Limits": dynamic int8 (the default on CPUs without
-        # bf16) quantises activations with one scale per batch tensor, so a text's signals move
-        # with its batch companions (logrank_mean by 12% on an AVX2 machine).
-        pytest.xfail(f"int8 per-batch activation scales move {moved}")
     assert not moved
 
 

@@ -23,14 +23,29 @@ def held_out(corpus):
 
 
 @pytest.fixture(scope="module")
-def fp32_and_int8(scorer, held_out):
+def detectors(scorer):
     params = scorer.classifier.lm_.get_params()
-    frames = {}
-    for quantize in ("none", "int8"):
-        detector = PerplexityDetector(**{**params, "dtype": "float32", "quantize": quantize, "spans": False})
-        frames[quantize] = detector.detect(held_out.text.tolist())
-        assert detector.quantized_ == (quantize == "int8")
-    return frames
+    made = {
+        q: PerplexityDetector(**{**params, "dtype": "float32", "quantize": q, "spans": False}) for q in ("none", "int8")
+    }
+    for quantize, detector in made.items():
+        assert detector.setup().quantized_ == (quantize == "int8")
+    return made
+
+
+@pytest.fixture(scope="module")
+def fp32_and_int8(detectors, held_out):
+    return {quantize: detector.detect(held_out.text.tolist()) for quantize, detector in detectors.items()}
+
+
+def test_int8_signals_of_a_text_do_not_depend_on_the_texts_scored_with_it(detectors, held_out):
+    int8 = detectors["int8"]
+    texts = held_out.text.tolist()[:10]
+    together = int8.detect(texts)
+    for position in (0, 7):
+        alone = int8.detect([texts[position]])
+        for signal in ("ll_mean", "entropy_mean", "fast_detectgpt", "logrank_mean", "binoculars"):
+            assert alone[signal].iat[0] == pytest.approx(together[signal].iat[position], rel=1e-5, abs=1e-6), signal
 
 
 def test_int8_keeps_the_classifier_within_tolerance_of_fp32(scorer, held_out, fp32_and_int8):
