@@ -291,10 +291,10 @@ def _workers_from_posteriors(
         low = np.searchsorted(cdf, (1 - estimation.level) / 2) / n
         high = np.searchsorted(cdf, (1 + estimation.level) / 2) / n
         p_half = float(pmf[int(np.ceil(n / 2)) :].sum())
-        out[worker] = (
-            Interval(estimate=float(posterior.mean()), ci_low=float(low), ci_high=float(min(high, 1.0))),
-            p_half,
-        )
+        mean = float(posterior.mean())
+        # The share is discrete (k / n): its mean may fall outside the central interval of k.
+        interval = Interval(estimate=mean, ci_low=float(min(low, mean)), ci_high=float(max(min(high, 1.0), mean)))
+        out[worker] = (interval, p_half)
     return out
 
 

@@ -106,3 +106,36 @@ def test_known_reference_scores_add_a_kernel_fit_and_the_calibrations_histograms
         errors["histograms"].append(abs(alone.estimate - share))
     assert np.mean(errors["averaged"]) < 0.04
     assert np.mean(errors["averaged"]) != np.mean(errors["histograms"])  # the kernel fit is in use
+
+
+@pytest.mark.parametrize("primary", ["mixture", "flags"])
+def test_every_worker_interval_holds_its_own_estimate(primary):
+    """A worker with one clearly LLM-like item read "96.3% [100.0%, 100.0%]" in the GPTurk report:
+    the share of a worker's items is discrete, and its mean can fall outside the central interval."""
+    import pandas as pd
+
+    from auditor.audit.aggregate import _workers_from_flags, _workers_from_posteriors
+
+    rng = np.random.default_rng(5)
+    human, llm = _human(rng, 400), _llm(rng, 400)
+    calibration = calibrate(human[:200], human[200:], llm)
+    estimation = Estimation(
+        calibration, calibration.error_rates(), ScoreReference.from_scores(human, llm), 0.9, "test", primary
+    )
+    sizes = [1, 1, 2, 3, 5, 12]
+    scores = np.concatenate([rng.choice(np.array([0.02, 0.5, 0.97, 0.995]), size) for size in sizes])
+    items = pd.DataFrame(
+        {
+            "worker": np.repeat([f"w{i}" for i in range(len(sizes))], sizes),
+            "llm_probability": scores,
+            "flagged": calibration.flags(scores),
+        }
+    )
+    items.loc[0, "llm_probability"] = 0.999  # the one-item worker of the report
+    grouped = items.groupby("worker")
+    if primary == "mixture":
+        estimates = _workers_from_posteriors(grouped, estimation, 0.4)
+    else:
+        estimates = _workers_from_flags(grouped, estimation)
+    for worker, (interval, _) in estimates.items():
+        assert interval.ci_low <= interval.estimate <= interval.ci_high, (worker, interval)
