@@ -40,6 +40,7 @@ from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
 
 _GRID = np.linspace(0.0, 1.0, 1001)
+_KERNEL_MIN_DISTINCT = 10
 
 
 class Interval(BaseModel):
@@ -229,9 +230,15 @@ def _mixture_weight(scores: np.ndarray, reference: ScoreReference) -> float:
     kernel densities when the reference scores are known."""
     on_histograms = _mixture_mle(reference.counts(scores), *reference.densities())
     human, machine = reference.human_scores, reference.machine_scores
-    if human is None or machine is None:
+    if human is None or machine is None or not (_kernel_ready(human) and _kernel_ready(machine)):
         return on_histograms
     return (on_histograms + _kernel_mixture_mle(scores, human, machine)) / 2
+
+
+def _kernel_ready(reference_scores: np.ndarray) -> bool:
+    """Enough distinct reference scores for a kernel density (a handful of texts, or scores
+    all at the clipping limit, leave the histogram fit alone)."""
+    return len(np.unique(_to_logit(reference_scores))) >= _KERNEL_MIN_DISTINCT
 
 
 def _resampled(

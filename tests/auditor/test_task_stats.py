@@ -139,3 +139,11 @@ def test_every_worker_interval_holds_its_own_estimate(primary):
         estimates = _workers_from_flags(grouped, estimation)
     for worker, (interval, _) in estimates.items():
         assert interval.ci_low <= interval.estimate <= interval.ci_high, (worker, interval)
+
+
+@pytest.mark.parametrize("machine", [np.full(4, 0.9999999), np.array([0.97, 0.99, 0.995, 0.999])])
+def test_a_tiny_or_constant_reference_falls_back_to_the_histogram_fit(machine):
+    rng = np.random.default_rng(6)
+    reference = ScoreReference.from_scores(_human(rng, 50), machine)
+    result = prevalence_from_scores(_vendor(rng, 50, 0.2), reference, bootstrap=30)
+    assert 0 <= result.ci_low <= result.estimate <= result.ci_high <= 1
