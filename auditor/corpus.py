@@ -1,4 +1,4 @@
-"""The shared reference corpus (``../shared/datasets``): one table of human and LLM-written
+"""The shared reference corpus (``../shared/datasets``, see ``datasets_dir``): one table of human and LLM-written
 texts with normalised generator names, pairing groups, deterministic splits, a label policy
 for edited text and the training weights that keep any one source from dominating.
 
@@ -95,23 +95,38 @@ _ABSTRACT_HEADER = re.compile(r"^Abstract:\s*\n+")
 
 
 def datasets_dir() -> Path:
-    """``$AUDITOR_DATASETS_DIR``, else ``shared/datasets`` beside the project (or beside the
-    current directory), else the workplace's ``/work/shared/datasets`` (where CI clones run)."""
+    """The folder of the public corpus: ``$AUDITOR_DATASETS_DIR`` when it is set, else
+    ``shared/datasets`` beside the project checkout (``<project>/../shared/datasets``).
+
+    A set variable is never second-guessed: set to an empty string, to a missing folder or to a
+    folder without data sets, it means "no corpus here", not "look elsewhere". Raises
+    ``FileNotFoundError`` naming what was looked for and the variable to set."""
     env = os.environ.get(DATASETS_ENV)
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parents[1]
-    candidates = (
-        here.parent / "shared" / "datasets",
-        Path.cwd().parent / "shared" / "datasets",
-        Path("/work/shared/datasets"),
-    )
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"shared datasets not found (looked in {', '.join(map(str, candidates))}); set {DATASETS_ENV} to their folder"
-    )
+    if env is not None:
+        if not env.strip():
+            raise FileNotFoundError(f"no public corpus: {DATASETS_ENV} is set but empty")
+        folder = Path(env).expanduser()
+        problem = _not_a_corpus(folder)
+        if problem:
+            raise FileNotFoundError(f"no public corpus at {DATASETS_ENV}={env}: {problem}")
+        return folder
+    beside = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+    problem = _not_a_corpus(beside)
+    if problem:
+        raise FileNotFoundError(
+            f"no public corpus: {DATASETS_ENV} is not set and {beside} (shared/datasets beside the project "
+            f"checkout) {problem}; set {DATASETS_ENV} to the folder of the shared data sets"
+        )
+    return beside
+
+
+def _not_a_corpus(folder: Path) -> str | None:
+    """Why ``folder`` holds no data sets (None when it holds some: ``<set>/*.jsonl`` or ``gpturk/``)."""
+    if not folder.is_dir():
+        return "no such folder"
+    if next(folder.glob("*/*.jsonl"), None) is None and not (folder / "gpturk").is_dir():
+        return "holds no data sets (<set>/*.jsonl)"
+    return None
 
 
 def normalise_generator(name: str) -> str:
