@@ -1,13 +1,26 @@
-"""Fixtures shared across the test suite: the public data sets and the Redis test server."""
+"""Fixtures shared across the test suite: the data the repository ships (a mini corpus of
+permissively licensed public sets, tests/fixtures/), the full public corpus (tests marked
+`corpus` only), and the Redis test server."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REDIS_ENV = "AUDITOR_TEST_REDIS_URL"
+FIXTURES = Path(__file__).parent / "fixtures"
+# Fixtures that read the full public corpus: a test using one must carry the `corpus` marker.
+FULL_CORPUS_FIXTURES = frozenset({"shared_datasets", "corpus"})
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip locally; fail under CI, which has the service or data: its absence is a broken run."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def pytest_configure(config):
@@ -19,16 +32,50 @@ def pytest_configure(config):
     )
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that reads the full public corpus says so with the `corpus` marker, so that a clone
+    without the corpus skips exactly those tests (and `-m "not corpus"` leaves them out)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if FULL_CORPUS_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("corpus") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests reading the full public corpus (fixtures "
+            f"{', '.join(sorted(FULL_CORPUS_FIXTURES))}) need @pytest.mark.corpus: {', '.join(unmarked)}"
+        )
+
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture(scope="session")
+def mini_datasets() -> Path:
+    """The mini corpus the repository ships: a few hundred real rows of each permissively
+    licensed public set, in the public corpus's layout (tests/fixtures/README.md)."""
+    return FIXTURES / "datasets"
+
+
+@pytest.fixture(scope="session")
+def mini_corpus(mini_datasets):
+    """``auditor.corpus.load_corpus`` of the mini corpus: the public corpus's groups and splits
+    (a text of the ``test`` split was never trained on by the shipped models)."""
+    from auditor.corpus import load_corpus
+
+    return load_corpus(mini_datasets)
+
+
+@pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """Folder of the shared public data sets. The suite tests on real data: missing data is
-    an error to fix (set $AUDITOR_DATASETS_DIR), not a reason to skip."""
+    """Folder of the full public corpus, for the tests marked `corpus`: skipped when it is
+    missing, failed when it is missing under CI (CI=true)."""
     from auditor.corpus import datasets_dir
 
-    return datasets_dir()
+    try:
+        return datasets_dir()
+    except FileNotFoundError as missing:
+        skip_or_fail(str(missing))  # what was looked for, and AUDITOR_DATASETS_DIR to point at it
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +90,7 @@ def redis_url() -> str:
     except redis.AuthenticationError:
         raise  # a server is there but refuses us: that is a failure, not a skip
     except (redis.ConnectionError, redis.TimeoutError) as error:
-        message = f"Redis server not reachable at {url} ({error}); start it or set {REDIS_ENV}"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI has the service: its absence is a broken run, not a skip
-        pytest.skip(message)
+        skip_or_fail(f"Redis server not reachable at {url} ({error}); start it or set {REDIS_ENV}")
     finally:
         client.close()
     return url
@@ -68,6 +112,7 @@ def perplexity(scorer):
 
 @pytest.fixture(scope="session")
 def corpus(shared_datasets):
+    """The full public corpus (tests marked `corpus`); most tests need only ``mini_corpus``."""
     from auditor.corpus import load_corpus
 
     return load_corpus(shared_datasets)
