@@ -80,6 +80,16 @@ def human_and_one_per_generator(rows: list[Row]) -> list[Row]:
     return sorted(kept, key=lambda r: r[0])
 
 
+def human_and_one_machine(rows: list[Row]) -> list[Row]:
+    """The human text(s) of the group and one of its machine texts (first in salted order): more
+    human texts for the same size, the generators taking turns over the groups."""
+    machines = [r for r in rows if r[1]["label"] == "machine"]
+    kept = [r for r in rows if r[1]["label"] == "human"] + [min(machines, key=lambda r: _rank(str(r[0])))][
+        : len(machines)
+    ]
+    return sorted(kept, key=lambda r: r[0])
+
+
 def has_cjk(rows: list[Row]) -> bool:
     return any(CJK.search(r[1]["text"]) for r in rows)
 
@@ -121,9 +131,11 @@ PLANS: dict[str, Plan] = {
         keep_row=lambda row: row.get("language") == "en",
         always=[(has_cjk, 1)],
     ),
-    # human texts of 20 domains and their rewrites by GPT-3.5-turbo, GPT-4o and Llama-3-70B
+    # human texts of 20 domains and a rewrite of each by GPT-3.5-turbo, GPT-4o or Llama-3-70B
     # (Gemini's rewrites are not index-aligned with the human texts: unpaired, left out)
-    "l2r_rewrites": Plan({"test": 60, "calibration": 30, "train": 40}, always=[(short_human, 2)]),
+    "l2r_rewrites": Plan(
+        {"test": 140, "calibration": 60, "train": 60}, human_and_one_machine, always=[(short_human, 2)]
+    ),
     # essays and abstracts, human (TOEFL: non-native) and GPT-polished or GPT-written
     "liang_detector_bias": Plan({"test": 30, "calibration": 15, "train": 20}, always=[(has_cjk, 1)]),
     # continuations of human openings by open and API models (whole groups: the loader cuts the opening)
