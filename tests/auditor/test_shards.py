@@ -32,12 +32,24 @@ N_RECORDS = 400
 
 
 @pytest.fixture(scope="module")
-def records(shared_datasets: Path) -> list[dict]:
-    """Real HC3 answers (with their question, label, ids ...), about 1.5 KB per JSON line."""
-    path = shared_datasets / "hc3_partial" / "hc3_en_partial.jsonl"
-    with path.open(encoding="utf-8") as handle:
-        rows = [json.loads(next(handle)) for _ in range(N_RECORDS)]
-    assert all(isinstance(r["text"], str) and r["text"].strip() for r in rows)
+def records(mini_datasets: Path) -> list[dict]:
+    """Real records of the shipped mini corpus, 1-1.5 KB per JSON line: CHEAT abstracts with their
+    IEEE id and title, then Learning-to-Rewrite texts (id, title, text, label, generator ...)."""
+    rows = []
+    for name in ("cheat_fusion", "l2r_rewrites"):
+        with (mini_datasets / name / f"{name}.jsonl").open(encoding="utf-8") as handle:
+            for line, r in enumerate(map(json.loads, handle)):
+                rows.append(
+                    {
+                        "id": r.get("ieee_id") or f"{r['domain']}-{r['pair_idx']}",
+                        "title": r.get("title"),
+                        **{k: r[k] for k in ("text", "label", "generator", "domain", "source_repo", "source_path")},
+                        "line": line,
+                    }
+                )
+    rows = rows[:N_RECORDS]
+    assert len(rows) == N_RECORDS and all(isinstance(r["text"], str) and r["text"].strip() for r in rows)
+    assert all(r["title"] for r in rows[:100])
     return rows
 
 
@@ -85,7 +97,7 @@ def test_every_format_yields_the_same_documents_positions_and_batches(tmp_path, 
 
 @pytest.mark.parametrize("name", ["s.jsonl", "s.jsonl.gz", "s.jsonl.zst", "s.parquet"])
 def test_lines_longer_than_one_read_are_reassembled(tmp_path, records, monkeypatch, name):
-    """Reads of 1,000 bytes cut almost every ~1.5 KB line in two; nothing may be lost or split."""
+    """Reads of 1,000 bytes cut most of the 1-1.5 KB lines in two; nothing may be lost or split."""
     path = tmp_path / name
     shard = write_parquet(path, records) if name.endswith(".parquet") else write_shard(path, jsonl_bytes(records))
     monkeypatch.setattr(shards, "READ_SIZE", 1000)
@@ -107,7 +119,7 @@ def test_keep_records_carries_the_full_record_of_each_text(tmp_path, records):
 
 
 def test_another_text_field_is_read_in_jsonl_and_parquet(tmp_path, records):
-    rows = [{"id": r["question_id"], "body": r["question"]} for r in records[:100]]
+    rows = [{"id": r["id"], "body": r["title"]} for r in records[:100]]
     jsonl = write_shard(tmp_path / "q.jsonl", jsonl_bytes(rows))
     parquet = write_parquet(tmp_path / "q.parquet", rows)
     for shard in (jsonl, parquet):
@@ -310,7 +322,7 @@ def test_missing_files_directories_and_unknown_names_raise(tmp_path):
 
 
 def test_parquet_without_the_text_column_raises_listing_the_columns(tmp_path, records):
-    shard = write_parquet(tmp_path / "cols.parquet", [{"id": r["question_id"], "answer": r["text"]} for r in records])
+    shard = write_parquet(tmp_path / "cols.parquet", [{"id": r["id"], "answer": r["text"]} for r in records])
     with pytest.raises(ShardError) as caught:
         next(iter_documents(shard))
     message = str(caught.value)

@@ -44,29 +44,46 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in lines]
 
 
-@pytest.fixture(scope="module")
-def worker_texts(shared_datasets) -> list[str]:
-    return [row["text"] for row in read_jsonl(shared_datasets / "worker_vs_gpt" / "worker_vs_gpt.jsonl")]
+def one_per_group(rows: list[dict], group) -> list[dict]:
+    """The first row of each pairing group: no two of the rows are rewrites of one text."""
+    seen: set = set()
+    return [row for row in rows if not (group(row) in seen or seen.add(group(row)))]
 
 
 @pytest.fixture(scope="module")
-def hc3_texts(shared_datasets) -> list[str]:
-    return [row["text"] for row in read_jsonl(shared_datasets / "hc3_plus_si" / "hc3_plus_si_en_val.jsonl")]
+def worker_rows(mini_datasets) -> list[dict]:
+    """Crowd-written social-media texts and the GPT-4 / Llama-2 texts written from them."""
+    return read_jsonl(mini_datasets / "worker_vs_gpt" / "worker_vs_gpt.jsonl")
 
 
 @pytest.fixture(scope="module")
-def real_texts(worker_texts, hc3_texts) -> list[str]:
-    """About 300 real texts: social-media posts, HC3 answers, posts with emoji, and CJK texts."""
+def worker_texts(worker_rows) -> list[str]:
+    return [row["text"] for row in worker_rows]
+
+
+@pytest.fixture(scope="module")
+def rewrite_rows(mini_datasets) -> list[dict]:
+    """Web texts of 20 domains and their rewrites by GPT-3.5, GPT-4o and Llama-3."""
+    return read_jsonl(mini_datasets / "l2r_rewrites" / "l2r_rewrites.jsonl")
+
+
+@pytest.fixture(scope="module")
+def real_texts(mini_datasets, worker_texts, rewrite_rows) -> list[str]:
+    """About 300 real texts: social-media posts, web texts, posts with emoji, and CJK texts."""
     rng = random.Random(0)
+    rewrites = [row["text"] for row in rewrite_rows]
     with_emoji = [t for t in worker_texts if EMOJI.search(t)]
-    with_cjk = [t for t in worker_texts + hc3_texts if CJK.search(t)]
-    return rng.sample(worker_texts, 120) + rng.sample(hc3_texts, 120) + rng.sample(with_emoji, 30) + with_cjk[:30]
+    every_text = [row["text"] for path in sorted(mini_datasets.glob("*/*.jsonl")) for row in read_jsonl(path)]
+    with_cjk = [t for t in every_text if CJK.search(t)]
+    assert len(with_emoji) >= 30 and len(with_cjk) >= 5
+    return rng.sample(worker_texts, 120) + rng.sample(rewrites, 120) + rng.sample(with_emoji, 30) + with_cjk[:30]
 
 
 @pytest.fixture(scope="module")
-def short_answers(hc3_texts) -> list[str]:
-    """Real 1-3 sentence answers (80-300 characters), in a fixed random order."""
-    answers = [t for t in hc3_texts if 80 <= len(t) <= 300 and t.count(". ") <= 2]
+def short_answers(rewrite_rows) -> list[str]:
+    """Real 1-3 sentence texts (80-300 characters), one per pairing group, in a fixed random order."""
+    rows = one_per_group(rewrite_rows, lambda row: (row["domain"], row["pair_idx"]))
+    answers = [row["text"] for row in rows if 80 <= len(row["text"]) <= 300 and row["text"].count(". ") <= 2]
     random.Random(1).shuffle(answers)
     return answers
 
@@ -77,8 +94,9 @@ def known_answer(short_answers) -> str:
 
 
 @pytest.fixture(scope="module")
-def unrelated_texts(short_answers, worker_texts) -> list[str]:
-    return short_answers[1:21] + random.Random(2).sample(worker_texts, 20)
+def unrelated_texts(short_answers, worker_rows) -> list[str]:
+    posts = [row["text"] for row in one_per_group(worker_rows, lambda row: row["seed_id"])]
+    return short_answers[1:21] + random.Random(2).sample(posts, 20)
 
 
 def change_one_word(text: str) -> str:

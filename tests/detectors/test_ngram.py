@@ -12,25 +12,35 @@ from detectors.bundle import UntrustedModelFile
 from detectors.ngram import NgramClassifier
 
 
-@pytest.fixture(scope="module")
-def splits(corpus):
+# Held-out AUROC floors: about 1,000 training texts of seven sets (the mini corpus the repository
+# ships; measured 0.75) learn less than 3,000 of HC3 and Worker-vs-GPT (the full public corpus).
+@pytest.fixture(scope="module", params=["mini", pytest.param("full", marks=pytest.mark.corpus)])
+def splits(request):
+    """Training texts and held-out texts (other pairing groups), and the AUROC they must reach."""
+    if request.param == "mini":
+        rows = request.getfixturevalue("mini_corpus")
+        return rows[rows.split.isin(["train", "calibration"])], rows[rows.split == "test"], 0.7
+    corpus = request.getfixturevalue("corpus")
     rows = corpus[corpus.dataset.isin(["hc3_partial", "worker_vs_gpt"])]
     train = rows[rows.split == "train"].groupby("label").sample(1500, random_state=0)
     test = rows[rows.split == "test"].groupby("label").sample(400, random_state=0)
-    return train, test
+    return train, test, 0.8
 
 
 @pytest.fixture(scope="module")
 def fitted(splits):
-    train, _ = splits
+    train, _, _ = splits
     return NgramClassifier(word_features=2**16, char_features=2**16).fit(train.text.tolist(), train.label.to_numpy())
 
 
 def test_separates_held_out_human_and_llm_texts(fitted, splits):
-    _, test = splits
-    scores = fitted.detect(test.text.tolist())["score"].to_numpy()
+    _, test, floor = splits
+    frame = fitted.detect(test.text.tolist())
+    scored = frame["score"].notna().to_numpy()
+    assert frame.loc[~scored, "skip_reason"].str.startswith("too_short").all() and scored.mean() > 0.99
+    scores = frame["score"].to_numpy()[scored]
     assert ((scores >= 0) & (scores <= 1)).all()
-    assert roc_auc_score(test.label, scores) > 0.8
+    assert roc_auc_score(test.label[scored], scores) > floor
 
 
 def test_unscorable_texts_get_a_reason_not_a_crash(fitted):
@@ -40,7 +50,7 @@ def test_unscorable_texts_get_a_reason_not_a_crash(fitted):
 
 
 def test_save_load_round_trip_and_registry(fitted, splits, tmp_path):
-    _, test = splits
+    _, test, _ = splits
     fitted.save(tmp_path / "m", training={"rows": 3000})
     loaded = NgramClassifier.load(tmp_path / "m")
     texts = test.text.tolist()[:50]

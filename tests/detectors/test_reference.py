@@ -43,19 +43,23 @@ def read_jsonl(path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference_entries(shared_datasets) -> list[ReferenceEntry]:
-    """Forty real ChatGPT answers of 1-3 sentences, as a reference set of known LLM outputs."""
-    rows = read_jsonl(shared_datasets / "hc3_plus_si" / "hc3_plus_si_en_val.jsonl")
-    picked = [
-        (line, row) for line, row in enumerate(rows) if row["label"] == "machine" and 100 <= len(row["text"]) <= 350
-    ]
+def reference_entries(mini_datasets) -> list[ReferenceEntry]:
+    """Forty real LLM-written social-media texts of 1-3 sentences (GPT-4 and Llama-2, one per
+    crowd-written seed), as a reference set of known LLM outputs."""
+    rows = read_jsonl(mini_datasets / "worker_vs_gpt" / "worker_vs_gpt.jsonl")
+    picked, seeds = [], set()
+    for line, row in enumerate(rows):
+        if row["label"] == "machine" and 100 <= len(row["text"]) <= 350 and row["seed_id"] not in seeds:
+            seeds.add(row["seed_id"])
+            picked.append((line, row))
     picked = random.Random(0).sample(picked, 40)
-    return [ReferenceEntry(f"hc3:{line}", row["text"], "machine", "hc3_plus_si") for line, row in picked]
+    return [ReferenceEntry(f"wvg:{line}", row["text"], "machine", "worker_vs_gpt") for line, row in picked]
 
 
 @pytest.fixture(scope="module")
-def unrelated_texts(shared_datasets) -> list[str]:
-    rows = read_jsonl(shared_datasets / "worker_vs_gpt" / "worker_vs_gpt.jsonl")
+def unrelated_texts(mini_datasets) -> list[str]:
+    """Web texts and their LLM rewrites: another set, about other things."""
+    rows = read_jsonl(mini_datasets / "l2r_rewrites" / "l2r_rewrites.jsonl")
     return [row["text"] for row in random.Random(1).sample(rows, 30)]
 
 

@@ -30,8 +30,8 @@ def test_classifiers_keep_scikit_learns_score(cls):
     assert cls.score is ClassifierMixin.score and callable(cls.detect)
 
 
-def test_ngram_classifier_score_is_accuracy(corpus):
-    sample = corpus[corpus.split == "train"].groupby("label").head(150)
+def test_ngram_classifier_score_is_accuracy(mini_corpus):
+    sample = mini_corpus[mini_corpus.split == "train"].groupby("label").head(150)
     model = NgramClassifier(word_features=2**12, char_features=2**12).fit(sample.text.tolist(), sample.label)
     accuracy = model.score(sample.text.tolist(), sample.label.to_numpy())
     assert isinstance(accuracy, float) and 0.5 < accuracy <= 1.0
