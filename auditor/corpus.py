@@ -102,20 +102,21 @@ def datasets_dir() -> Path:
     folder without data sets, it means "no corpus here", not "look elsewhere". Raises
     ``FileNotFoundError`` naming what was looked for and the variable to set."""
     env = os.environ.get(DATASETS_ENV)
+    advice = f"set {DATASETS_ENV} to the folder of the shared data sets (shared/datasets beside the project)"
     if env is not None:
         if not env.strip():
-            raise FileNotFoundError(f"no public corpus: {DATASETS_ENV} is set but empty")
+            raise FileNotFoundError(f"public corpus not found: {DATASETS_ENV} is set but empty; {advice}")
         folder = Path(env).expanduser()
         problem = _not_a_corpus(folder)
         if problem:
-            raise FileNotFoundError(f"no public corpus at {DATASETS_ENV}={env}: {problem}")
+            raise FileNotFoundError(f"public corpus not found: {DATASETS_ENV}={env} {problem}; {advice}")
         return folder
     beside = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
     problem = _not_a_corpus(beside)
     if problem:
         raise FileNotFoundError(
-            f"no public corpus: {DATASETS_ENV} is not set and {beside} (shared/datasets beside the project "
-            f"checkout) {problem}; set {DATASETS_ENV} to the folder of the shared data sets"
+            f"public corpus not found: {DATASETS_ENV} is not set and {beside} (shared/datasets beside the "
+            f"project checkout) {problem}; {advice}"
         )
     return beside
 
@@ -123,7 +124,7 @@ def datasets_dir() -> Path:
 def _not_a_corpus(folder: Path) -> str | None:
     """Why ``folder`` holds no data sets (None when it holds some: ``<set>/*.jsonl`` or ``gpturk/``)."""
     if not folder.is_dir():
-        return "no such folder"
+        return "does not exist"
     if next(folder.glob("*/*.jsonl"), None) is None and not (folder / "gpturk").is_dir():
         return "holds no data sets (<set>/*.jsonl)"
     return None
