@@ -18,13 +18,15 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def delivery(tmp_path_factory, corpus):
-    """Vendor 'honest' delivers human answers, 'pasting' half ChatGPT answers (one pasted by three
+def delivery(tmp_path_factory, mini_corpus):
+    """Vendor 'honest' delivers human texts, 'pasting' mostly LLM rewrites (one pasted by three
     workers); plus a one-item vendor, missing vendors, empty texts, a duplicated id, a broken JSON
     line, a non-UTF-8 line and a file that is not Parquet at all."""
     root = tmp_path_factory.mktemp("delivery")
-    pool = corpus[
-        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(300, 1500)
+    pool = mini_corpus[
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "test")
+        & mini_corpus.text.str.len().between(300, 1500)
     ]
     human = pool[pool.label == 0].sample(60, random_state=0).text.tolist()
     machine = pool[pool.label == 1].sample(30, random_state=0).text.tolist()

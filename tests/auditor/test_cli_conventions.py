@@ -131,8 +131,8 @@ def test_verbose_leaves_the_libraries_talking_and_quiet_libraries_is_undone():
     assert (logging.getLogger("transformers").level, hf_logging.is_progress_bar_enabled()) == before
 
 
-def test_gate_takes_text_col_and_the_old_text_field(tmp_path, corpus):
-    texts = corpus[(corpus.split == "test") & (corpus.label == 0)].text.head(40).tolist()
+def test_gate_takes_text_col_and_the_old_text_field(tmp_path, mini_corpus):
+    texts = mini_corpus[(mini_corpus.split == "test") & (mini_corpus.label == 0)].text.head(40).tolist()
     shard = tmp_path / "s.jsonl.gz"
     with gzip.open(shard, "wt") as out:
         for text in texts:
@@ -172,9 +172,11 @@ def test_score_asks_for_a_format_where_no_name_gives_one(tmp_path, monkeypatch, 
 
 
 @pytest.fixture(scope="module")
-def answers(corpus):
-    pool = corpus[
-        (corpus.split == "test") & (corpus.dataset == "hc3_partial") & corpus.text.str.len().between(200, 900)
+def answers(mini_corpus):
+    pool = mini_corpus[
+        (mini_corpus.split == "test")
+        & (mini_corpus.dataset == "l2r_rewrites")
+        & mini_corpus.text.str.len().between(200, 900)
     ]
     picked = pd.concat(
         [pool[pool.label == 0].sample(5, random_state=2), pool[pool.label == 1].sample(5, random_state=2)]

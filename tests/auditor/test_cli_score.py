@@ -14,9 +14,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def delivery(corpus):
+def delivery(mini_corpus):
     """Real answers plus the awkward cells a delivery contains, and one answer pasted three times."""
-    real = corpus[(corpus.split == "test") & (corpus.dataset == "worker_vs_gpt")].sample(12, random_state=3)
+    real = mini_corpus[(mini_corpus.split == "test") & (mini_corpus.dataset == "worker_vs_gpt")].sample(
+        12, random_state=3
+    )
     pasted = real.text.iloc[0]
     texts = real.text.tolist() + [
         pasted,

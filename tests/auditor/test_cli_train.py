@@ -13,13 +13,15 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def labelled(corpus):
-    rows = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "train")]
+def labelled(mini_corpus):
+    """A user's labelled texts of one kind: crowd-written social-media posts and Llama-2 posts
+    written for the same task labels, 150 of each class."""
+    rows = mini_corpus[(mini_corpus.dataset == "worker_vs_gpt") & mini_corpus.generator.isin(["human", "llama-2"])]
     picked = rows.sample(frac=1, random_state=1).groupby("label").head(150)
     return picked.assign(who=picked.label.map({0: "person", 1: "chatgpt"}))[["text", "who"]]
 
 
-def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, corpus):
+def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, mini_corpus):
     data = write_table(labelled, tmp_path / "labelled.csv")
     bundle = tmp_path / "my-model"
     result = runner.invoke(
@@ -46,7 +48,8 @@ def test_train_then_calibrate_then_score_with_the_new_model(tmp_path, labelled, 
     calibration = json.loads((bundle / "calibration.json").read_text())
     assert calibration["target_fpr"] == 0.05 and calibration["heldout_tpr"]["estimate"] > 0.5
 
-    humans = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.label == 0)].head(120)
+    # the user's own human texts, of other kinds (not trained on): web texts, news, essays, articles
+    humans = mini_corpus[(mini_corpus.dataset != "worker_vs_gpt") & (mini_corpus.label == 0)].head(120)
     human_file = write_table(humans[["text", "domain"]], tmp_path / "humans.jsonl")
     result = runner.invoke(
         app,
@@ -76,8 +79,8 @@ def test_training_needs_both_classes(tmp_path, labelled):
     assert result.exit_code == 2 and "both human and LLM-written" in result.output
 
 
-def test_calibration_refuses_too_few_humans_and_never_overwrites_the_shipped_model(tmp_path, corpus):
-    few = corpus[corpus.label == 0].head(30)
+def test_calibration_refuses_too_few_humans_and_never_overwrites_the_shipped_model(tmp_path, mini_corpus):
+    few = mini_corpus[mini_corpus.label == 0].head(30)
     path = write_table(few[["text"]], tmp_path / "few.csv")
     result = runner.invoke(app, ["calibrate", "--human", str(path), "--text-col", "text"])
     assert result.exit_code == 2 and "read-only" in result.output

@@ -29,9 +29,9 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, corpus):
+def shards(tmp_path_factory, mini_corpus):
     root = tmp_path_factory.mktemp("shards")
-    test = corpus[(corpus.split == "test") & corpus.text.str.len().between(80, 3000)]
+    test = mini_corpus[(mini_corpus.split == "test") & mini_corpus.text.str.len().between(80, 3000)]
     human, machine = test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
     rng = np.random.default_rng(0)
     paths = []
@@ -58,9 +58,11 @@ def test_gate_on_dask_equals_single_process(client, shards):
 
 
 @pytest.mark.lm
-def test_audit_on_dask_equals_single_process(client, tmp_path, corpus, scorer):
-    pool = corpus[
-        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(200, 600)
+def test_audit_on_dask_equals_single_process(client, tmp_path, mini_corpus, scorer):
+    pool = mini_corpus[
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "test")
+        & mini_corpus.text.str.len().between(200, 600)
     ]
     texts = pool.sample(30, random_state=3).text.tolist()
     rows = [{"vendor": "v1" if i % 3 else "v2", "worker": f"w{i % 4}", "answer": t} for i, t in enumerate(texts)]

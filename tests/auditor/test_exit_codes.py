@@ -82,9 +82,11 @@ def test_usage_errors_stay_two(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def texts(corpus):
-    pool = corpus[
-        (corpus.split == "test") & (corpus.dataset == "hc3_partial") & corpus.text.str.len().between(300, 1200)
+def texts(mini_corpus):
+    pool = mini_corpus[
+        (mini_corpus.split == "test")
+        & (mini_corpus.dataset == "l2r_rewrites")
+        & mini_corpus.text.str.len().between(300, 1200)
     ]
     human = pool[pool.label == 0].sample(12, random_state=11).text.tolist()
     machine = pool[pool.label == 1].sample(12, random_state=11).text.tolist()
@@ -146,10 +148,10 @@ def test_fail_above_names_the_vendors_over_the_share_after_writing_the_report(tm
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, corpus):
+def shards(tmp_path_factory, mini_corpus):
     """Two shards judged on a ten-document sample: too few for the interval to leave --max-synthetic
     0.2, so both are inconclusive; one is clean (point estimate below), one is 60% LLM-written (above)."""
-    test = corpus[(corpus.split == "test") & corpus.text.str.len().between(80, 3000)]
+    test = mini_corpus[(mini_corpus.split == "test") & mini_corpus.text.str.len().between(80, 3000)]
     human, machine = test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
     rng = np.random.default_rng(5)
     root = tmp_path_factory.mktemp("shards")

@@ -19,9 +19,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def pools(corpus):
+def pools(mini_corpus):
     """Held-out (test split) human and LLM-written texts, never seen by the fast model in training."""
-    test = corpus[(corpus.split == "test") & corpus.text.str.len().between(80, 3000)]
+    test = mini_corpus[(mini_corpus.split == "test") & mini_corpus.text.str.len().between(80, 3000)]
     return test[test.label == 0].text.tolist(), test[test.label == 1].text.tolist()
 
 
@@ -43,10 +43,12 @@ def mixed(pools, n, share, seed):
 
 
 @pytest.fixture(scope="module")
-def benchmark(tmp_path_factory, corpus):
-    """Evaluation items: long HC3 answers (calibration split, so not in the shards by chance), as JSONL."""
-    items = corpus[
-        (corpus.dataset == "hc3_partial") & (corpus.split == "calibration") & (corpus.text.str.split().str.len() > 40)
+def benchmark(tmp_path_factory, mini_corpus):
+    """Evaluation items: long web texts and rewrites (calibration split, so not in the shards by chance), as JSONL."""
+    items = mini_corpus[
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "calibration")
+        & (mini_corpus.text.str.split().str.len() > 40)
     ]
     items = items.sample(40, random_state=1)
     path = tmp_path_factory.mktemp("bench") / "bench.jsonl"
@@ -214,6 +216,7 @@ def test_usage_errors_exit_two(tmp_path, pools):
     )
 
 
+@pytest.mark.corpus  # 3,000 texts and 1,000 references of one weakly detected kind
 def test_references_of_the_corpus_kind_correct_a_weakly_detected_source(tmp_path, corpus):
     """HC3-Plus LLM text is caught far less often than the calibration's average, so a 12% shard
     reads as ~3% with the pooled rates and passes; references of that kind of text re-measure

@@ -62,10 +62,12 @@ def test_audit_stays_the_function_when_the_subpackage_is_imported():
 
 
 @pytest.fixture(scope="module")
-def delivery(corpus) -> pd.DataFrame:
-    """Two vendors of real answers: 'careful' writes its own, 'hasty' pastes LLM answers for most items."""
-    pool = corpus[
-        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(300, 1200)
+def delivery(mini_corpus) -> pd.DataFrame:
+    """Two vendors of real texts: 'careful' writes its own, 'hasty' pastes LLM rewrites for most items."""
+    pool = mini_corpus[
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "test")
+        & mini_corpus.text.str.len().between(300, 1200)
     ]
     human = pool[pool.label == 0].sample(16, random_state=5).text.tolist()
     machine = pool[pool.label == 1].sample(12, random_state=5).text.tolist()

@@ -73,13 +73,14 @@ def test_bad_task_requests_name_the_task_and_what_is_missing(tmp_path, call, mes
 
 
 @pytest.fixture(scope="module")
-def task_files(tmp_path_factory, corpus):
+def task_files(tmp_path_factory, mini_corpus):
+    """One kind of text (web texts and their LLM rewrites), held out: references, a delivery of
+    30 human and 20 LLM-written texts, and a one-text reference."""
     root = tmp_path_factory.mktemp("task")
-    pool = corpus[
-        (corpus.dataset == "hc3_partial")
-        & (corpus.domain == "hc3_open_qa")
-        & (corpus.split == "test")
-        & corpus.text.str.len().between(200, 1200)
+    pool = mini_corpus[
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "test")
+        & mini_corpus.text.str.len().between(200, 1200)
     ].sample(frac=1.0, random_state=1)
     human, machine = pool[pool.label == 0].text.tolist(), pool[pool.label == 1].text.tolist()
     write_table(pd.DataFrame({"answer": human[:40]}), root / "human.csv")

@@ -15,8 +15,7 @@ from detectors.classifier import LMTextClassifier
 pytestmark = pytest.mark.lm
 
 
-@pytest.fixture(scope="module")
-def heldout(corpus):
+def held_out_sample(corpus):
     """Human and LLM texts from the test split of every dataset, never used in training (light
     and moderate LLM polish, which the label policy counts as neither class, left out)."""
     test = corpus[(corpus.split == "test") & corpus.train_label.notna() & (corpus.text.str.len().between(200, 2000))]
@@ -24,11 +23,23 @@ def heldout(corpus):
 
 
 @pytest.fixture(scope="module")
+def heldout(mini_corpus):
+    """The held-out sample of every set of the mini corpus the repository ships."""
+    return held_out_sample(mini_corpus)
+
+
+@pytest.fixture(scope="module")
 def heldout_signals(perplexity, heldout):
     return perplexity.detect(heldout.text.tolist())
 
 
-def test_shipped_model_separates_held_out_human_and_llm_texts(scorer, heldout, heldout_signals):
+@pytest.mark.parametrize("which", ["mini", pytest.param("full", marks=pytest.mark.corpus)])
+def test_shipped_model_separates_held_out_human_and_llm_texts(
+    scorer, perplexity, heldout, heldout_signals, which, request
+):
+    if which == "full":  # a held-out sample of every set of the full public corpus
+        heldout = held_out_sample(request.getfixturevalue("corpus"))
+        heldout_signals = perplexity.detect(heldout.text.tolist())
     probability = scorer.classifier.predict_proba_features(heldout_signals)[:, 1]
     assert np.isfinite(probability).all()
     assert roc_auc_score(heldout.label, probability) > 0.85

@@ -12,13 +12,19 @@ pytestmark = pytest.mark.lm
 
 
 @pytest.fixture(scope="module")
-def hc3_test(corpus):
-    rows = corpus[(corpus.dataset == "hc3_partial") & (corpus.split == "test")]
+def held_out(mini_corpus):
+    """Crowd-written social-media posts and Llama-2-70B-chat posts written for the same task
+    labels, from the test split (zero-shot likelihood: AUROC 0.79-0.85 over samples of 50 + 50)."""
+    rows = mini_corpus[
+        (mini_corpus.dataset == "worker_vs_gpt")
+        & (mini_corpus.split == "test")
+        & mini_corpus.generator.isin(["human", "llama-2"])
+    ]
     return rows.groupby("label").sample(n=50, random_state=0)
 
 
-def test_signals_are_finite_and_in_range(perplexity, hc3_test):
-    frame = perplexity.detect(hc3_test.text.tolist()[:20])
+def test_signals_are_finite_and_in_range(perplexity, held_out):
+    frame = perplexity.detect(held_out.text.tolist()[:20])
     assert frame[list(SIGNALS)].notna().all().all()
     assert (frame.n_tokens >= 1).all() and (frame.n_tokens <= perplexity.max_tokens).all()
     assert frame.rank1_frac.between(0, 1).all() and (frame.rank10_frac >= frame.rank1_frac).all()
@@ -27,8 +33,8 @@ def test_signals_are_finite_and_in_range(perplexity, hc3_test):
     assert frame.score.between(0, 1).all()
 
 
-def test_batching_does_not_change_a_texts_signals(perplexity, hc3_test):
-    texts = hc3_test.text.tolist()[:12]
+def test_batching_does_not_change_a_texts_signals(perplexity, held_out):
+    texts = held_out.text.tolist()[:12]
     together = perplexity.detect(texts)
     alone = perplexity.detect([texts[5]])
     moved = [
@@ -93,6 +99,6 @@ def test_awkward_inputs_get_a_score_or_a_reason(perplexity):
     assert bool(long.token_truncated) and bool(long.truncated_chars) and long.n_tokens == perplexity.max_tokens
 
 
-def test_zero_shot_likelihood_separates_chatgpt_from_human_answers(perplexity, hc3_test):
-    frame = perplexity.detect(hc3_test.text.tolist())
-    assert roc_auc_score(hc3_test.label, frame.ll_mean) > 0.75
+def test_zero_shot_likelihood_separates_llm_from_human_texts(perplexity, held_out):
+    frame = perplexity.detect(held_out.text.tolist())
+    assert roc_auc_score(held_out.label, frame.ll_mean) > 0.75

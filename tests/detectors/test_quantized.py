@@ -10,16 +10,23 @@ from detectors.perplexity import PerplexityDetector
 pytestmark = pytest.mark.lm
 
 # Stated tolerance: the shipped classifier's probability moves by at most this on average
-# (measured: 0.045 on these 60 texts; bf16 against fp32: 0.003)...
+# (measured: 0.045 on the full corpus's 60 texts, 0.046 on the mini corpus's; bf16 against fp32: 0.003)...
 MEAN_PROBABILITY_SHIFT = 0.06
 # ...and its ranking of held-out texts (AUROC) by at most this.
 AUROC_SHIFT = 0.03
+# Each signal ranks the texts as in fp32 (Spearman) at least this well. On the mini corpus's 60 texts,
+# half of them Learning-to-Rewrite texts with little spread in fast_detectgpt and binoculars, int8
+# measured 0.99 (ll_mean), 0.95 (entropy_mean), 0.90 (fast_detectgpt) and 0.89 (binoculars).
+RANK_FLOOR = {"mini": 0.85, "full": 0.9}
 
 
-@pytest.fixture(scope="module")
-def held_out(corpus):
+@pytest.fixture(scope="module", params=["mini", pytest.param("full", marks=pytest.mark.corpus)])
+def held_out(request):
+    """Long texts of the test split, human and LLM-written, never trained on: of the mini corpus
+    the repository ships, then of the full public corpus."""
+    corpus = request.getfixturevalue("mini_corpus" if request.param == "mini" else "corpus")
     rows = corpus[(corpus.split == "test") & corpus.train_label.notna() & corpus.text.str.len().between(600, 3000)]
-    return rows.sample(frac=1, random_state=1).groupby("label").head(30)
+    return rows.sample(frac=1, random_state=1).groupby("label").head(30).assign(corpus=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +64,11 @@ def test_int8_keeps_the_classifier_within_tolerance_of_fp32(scorer, held_out, fp
     assert abs(aurocs["int8"] - aurocs["none"]) <= AUROC_SHIFT, aurocs
 
 
-def test_int8_signals_rank_texts_like_fp32(fp32_and_int8):
+def test_int8_signals_rank_texts_like_fp32(held_out, fp32_and_int8):
     fp32, int8 = fp32_and_int8["none"], fp32_and_int8["int8"]
+    floor = RANK_FLOOR[held_out["corpus"].iat[0]]
     for signal in ("ll_mean", "entropy_mean", "fast_detectgpt", "binoculars"):
-        assert spearmanr(fp32[signal], int8[signal]).statistic > 0.9, signal
+        assert spearmanr(fp32[signal], int8[signal]).statistic > floor, signal
 
 
 def test_int8_needs_the_fp32_model():
