@@ -21,12 +21,12 @@ _DIRECTORIES = re.compile(r"/(?:[^/\s;]+/)+([^/\s;]+)")  # an absolute path -> i
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, corpus) -> dict[str, Path]:
+def files(tmp_path_factory, mini_corpus) -> dict[str, Path]:
     """A small delivery (two vendors, workers, ids, one answer pasted by two workers) and
     domain-matched human and LLM references from another split of the same dataset."""
     root = tmp_path_factory.mktemp("same-report")
-    hc3 = corpus[(corpus.dataset == "hc3_partial") & corpus.text.str.len().between(150, 450)]
-    test, calibration = hc3[hc3.split == "test"], hc3[hc3.split == "calibration"]
+    pool = mini_corpus[(mini_corpus.dataset == "l2r_rewrites") & mini_corpus.text.str.len().between(150, 450)]
+    test, calibration = pool[pool.split == "test"], pool[pool.split == "calibration"]
     human = test[test.label == 0].text.sample(12, random_state=7).tolist()
     machine = test[test.label == 1].text.sample(12, random_state=7).tolist()
     rows = [

@@ -15,14 +15,16 @@ pytestmark = pytest.mark.lm
 
 
 @pytest.fixture(scope="module")
-def texts(corpus):
-    pool = corpus[
-        # Short answers keep the LM work (and the suite) small on slow CPUs; the plumbing is the same.
-        (corpus.dataset == "hc3_partial") & (corpus.split == "test") & corpus.text.str.len().between(150, 500)
+def texts(mini_corpus):
+    pool = mini_corpus[
+        # Short texts keep the LM work (and the suite) small on slow CPUs; the plumbing is the same.
+        (mini_corpus.dataset == "l2r_rewrites")
+        & (mini_corpus.split == "test")
+        & mini_corpus.text.str.len().between(150, 500)
     ]
     return {
-        "human": pool[pool.label == 0].sample(80, random_state=4).text.tolist(),
-        "machine": pool[pool.label == 1].sample(80, random_state=4).text.tolist(),
+        "human": pool[pool.label == 0].sample(40, random_state=4).text.tolist(),
+        "machine": pool[pool.label == 1].sample(41, random_state=4).text.tolist(),
     }
 
 

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.lm  # the service loads the LM before it answers
 
 
 @pytest.fixture(scope="module")
-def answers(corpus) -> dict[str, list[str]]:
-    """Short answers of one task: references from the calibration split, a delivery from the test split."""
-    pool = corpus[(corpus.dataset == "hc3_partial") & corpus.text.str.len().between(150, 450)]
+def answers(mini_corpus) -> dict[str, list[str]]:
+    """Short texts of one task: references from the calibration split, a delivery from the test split."""
+    pool = mini_corpus[(mini_corpus.dataset == "l2r_rewrites") & mini_corpus.text.str.len().between(150, 450)]
     calibration, test = pool[pool.split == "calibration"], pool[pool.split == "test"]
     return {
         "human": calibration[calibration.label == 0].text.sample(15, random_state=11).tolist(),
