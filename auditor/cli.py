@@ -651,6 +651,8 @@ def _print_vendors(report: Report) -> None:
             + ("; [yellow]calibration does not fit this vendor's task[/]" if vendor.calibration_advice else ""),
             highlight=False,
         )
+        if vendor.verdict is not None:
+            console.print(f"  verdict: {vendor.verdict.headline}", highlight=False, markup=False)
     if report.warnings:
         alerts.print(
             f"[yellow]{len(report.warnings)} warning(s)[/]: "
