@@ -4,8 +4,15 @@
 install:
 	bash scripts/install.sh
 
+# The main job on the example delivery the repository ships (examples/README.md: three vendors, known
+# LLM shares in examples/truth.csv): the audit with the shipped calibration, then with the task's
+# references; each vendor's verdict beside the truth, and where the HTML reports are.
+DEMO_COLUMNS = --text-col text --vendor-col vendor --worker-col worker_id --id-col item_id
+DEMO_REFERENCES = --human-reference examples/references/human.csv --machine-reference examples/references/machine.csv
 demo: install
-	.venv/bin/auditor score ../shared/datasets/gpturk/test.json --text-col text --out out/gpturk-test-scores.csv
+	.venv/bin/auditor audit examples/delivery.csv $(DEMO_COLUMNS) --out out/demo
+	.venv/bin/auditor audit examples/delivery.csv $(DEMO_COLUMNS) $(DEMO_REFERENCES) --out out/demo-references
+	.venv/bin/python scripts/demo_summary.py examples/truth.csv out/demo out/demo-references
 
 # ruff (pyproject: complexity, naming, bugbear ...), the formatter's check, and mypy over detectors/, auditor/, api/;
 # the Dockerfile (hadolint) and compose.yaml (the Compose Specification's JSON schema, vendored: no network).
