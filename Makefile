@@ -1,4 +1,4 @@
-.PHONY: install demo lint test-fast test test-install ci
+.PHONY: install demo lint test-fast test test-install test-container ci
 
 # Everything is installed into .venv by scripts/install.sh (idempotent, so every target can run it).
 install:
@@ -35,5 +35,11 @@ test: install
 # A fresh virtualenv, CPU torch, `pip install .` (no extras) and `auditor score` there (about 4 minutes).
 test-install: install
 	.venv/bin/python -m pytest -m install tests/test_install.py
+
+# The image as shipped, built with podman and run (scripts/container/test.sh): its own non-root user,
+# /readyz, /v1/score, a REST audit of the example delivery with its report, the health check. No registry
+# is reachable here: the base image is a stand-in made from Debian's packages, cached between runs.
+test-container: install
+	bash scripts/container/test.sh
 
 ci: lint test test-install
