@@ -17,12 +17,19 @@ source "$HERE/env.sh"
 
 log() { printf '[images %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-ensure_podman() {
-    local missing=()
-    command -v podman >/dev/null || missing+=(podman)
-    command -v runc >/dev/null || missing+=(runc)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    if [[ ${1:-} == compose ]] && ! command -v podman-compose >/dev/null; then missing+=(podman-compose); fi
+# Debian's packages, each with the file that says it is installed. For compose: podman-compose,
+# catatonit (compose's `init: true`) and the CNI plugin that lets containers find each other by
+# service name (postgres, redis).
+ensure_packages() {
+    local wanted=(podman:/usr/bin/podman runc:/usr/bin/runc debootstrap:/usr/sbin/debootstrap)
+    if [[ ${1:-} == compose ]]; then
+        wanted+=(podman-compose:/usr/bin/podman-compose catatonit:/usr/bin/catatonit
+            golang-github-containernetworking-plugin-dnsname:/usr/lib/cni/dnsname)
+    fi
+    local missing=() item
+    for item in "${wanted[@]}"; do
+        [[ -e ${item#*:} ]] || missing+=("${item%%:*}")
+    done
     if ((${#missing[@]})); then
         log "installing ${missing[*]} (apt-get)"
         apt-get update -q >/dev/null
@@ -128,7 +135,7 @@ build_image() {
 }
 
 main() {
-    ensure_podman "${1:-}"
+    ensure_packages "${1:-}"
     python_standin
     if [[ ${1:-} == compose ]]; then
         standin "$POSTGRES_STANDIN" postgres.Containerfile
