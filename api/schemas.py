@@ -96,7 +96,7 @@ class ScoreResponse(BaseModel):
 
 class AuditRowsRequest(BaseModel):
     """A delivery as JSON rows, with the options of `auditor audit` (columns of every role,
-    references as lists of texts, a stored task, the interval level)."""
+    references as lists of texts, a stored task, the interval level, the tolerance)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -114,6 +114,7 @@ class AuditRowsRequest(BaseModel):
                     "vendor_col": "vendor",
                     "worker_col": "worker",
                     "level": 0.9,
+                    "tolerance": 0.1,
                 }
             ]
         }
@@ -138,6 +139,13 @@ class AuditRowsRequest(BaseModel):
         None, description="use this task's references, stored with POST /v1/tasks/{task}/references"
     )
     level: float = Field(0.9, gt=0.5, lt=1.0, description="interval coverage")
+    tolerance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the largest acceptable LLM share (`auditor audit --tolerance`): each vendor's verdict in the "
+        "report is above, within or undetermined against it (vendors[].verdict.decision)",
+    )
 
 
 class AuditStatus(BaseModel):

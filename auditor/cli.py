@@ -42,16 +42,17 @@ from auditor.reader import Problem, ReadError, read_table, require_columns, sour
 if TYPE_CHECKING:
     from auditor.audit.work import Source
     from auditor.gate import ShardResult
-    from auditor.report.models import Report, VendorReport
+    from auditor.report.models import Report
     from auditor.scoring import Scorer
     from detectors.reference import ReferenceIndex
 
 # Exit codes of `auditor audit` (also in its --help). Usage and input errors are 2 for every command.
 EXIT_OK, EXIT_USAGE, EXIT_ABOVE, EXIT_NOTHING_SCORED, EXIT_ROWS_LOST = 0, 2, 3, 4, 5
 AUDIT_EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "the audit is complete (and no vendor is above --fail-above)",
+    EXIT_OK: "the audit is complete (and no vendor is above --tolerance)",
     EXIT_USAGE: "usage or input error: a bad option, a missing column, no input file readable at all; no report",
-    EXIT_ABOVE: "--fail-above SHARE: some vendor's prevalence lower bound is above SHARE (the vendors are listed)",
+    EXIT_ABOVE: "--tolerance SHARE (alias --fail-above): some vendor's verdict is `above` the tolerance, i.e. its LLM "
+    "share is at least more than SHARE (the vendors are listed)",
     EXIT_NOTHING_SCORED: "no row was scored (e.g. the text column is empty); 0 with --allow-partial",
     EXIT_ROWS_LOST: "rows were lost to damaged input (unreadable rows or files, a truncated .gz/.zst; status "
     "`unreadable` in items.parquet); 0 with --allow-partial",
@@ -521,9 +522,11 @@ def train(
 
 AUDIT_EPILOG = _exit_code_epilog(
     AUDIT_EXIT_CODES,
-    "\n\nWhen several apply, the first of 4, 5, 3 is the exit code. A vendor's prevalence lower bound is "
-    "the low end of its headline interval (report.json: vendors[].prevalence.ci_low), or the one-sided bound "
-    "from a human reference of the task (vendors[].prevalence_lower_bound.bound) when that is larger.",
+    "\n\nWhen several apply, the first of 4, 5, 3 is the exit code. Exit 3 reads the verdicts in the report "
+    "(vendors[].verdict.decision): above when the share's lower end (vendors[].verdict.at_least: the low end of the "
+    "headline interval, vendors[].prevalence.ci_low, or the one-sided bound from a human reference of the task, "
+    "vendors[].prevalence_lower_bound.bound, when that is larger) is above the tolerance; within when the interval's "
+    "upper end is at or below it; undetermined otherwise (the vendor's verdict then says cannot tell).",
 )
 
 
@@ -562,14 +565,15 @@ def audit(
         ),
     ] = None,
     level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
-    fail_above: Annotated[
+    tolerance: Annotated[
         float | None,
         typer.Option(
+            "--tolerance",
             "--fail-above",
             min=0.0,
             max=1.0,
-            help="exit 3 (after writing the report) when a vendor's prevalence lower bound is above this share: "
-            "the low end of its interval, or the bound from a human reference of the task when larger",
+            help="the largest acceptable LLM share: each vendor's verdict is above, within or cannot tell against "
+            "it, and the audit exits 3 (after writing the report) when some vendor is above",
         ),
     ] = None,
     allow_partial: Annotated[
@@ -614,6 +618,7 @@ def audit(
         machine_reference=machine_reference,
         reference_text_col=reference_text_col,
         task=task,
+        tolerance=tolerance,
     )
     sources: list[Source] = list(inputs)
     try:
@@ -636,7 +641,7 @@ def audit(
         paths = write_report(report, out)
     _print_vendors(report)
     console.print(f"report: {paths['html']} (+ report.json, report.md, items.parquet)")
-    code = audit_exit_code(report, fail_above, allow_partial)
+    code = audit_exit_code(report, allow_partial)
     if code != EXIT_OK:
         raise typer.Exit(code)
 
@@ -660,15 +665,10 @@ def _print_vendors(report: Report) -> None:
         )
 
 
-def prevalence_lower_bound(vendor: VendorReport) -> float:
-    """What ``--fail-above`` compares: the low end of the headline interval, or the one-sided
-    bound from a human reference of the task when that is larger."""
-    bound = vendor.prevalence_lower_bound.bound if vendor.prevalence_lower_bound else 0.0
-    return max(vendor.prevalence.ci_low, bound)
-
-
-def audit_exit_code(report: Report, fail_above: float | None, allow_partial: bool) -> int:
-    """The exit code of :data:`AUDIT_EXIT_CODES` for a written report; says why on stderr."""
+def audit_exit_code(report: Report, allow_partial: bool) -> int:
+    """The exit code of :data:`AUDIT_EXIT_CODES` for a written report; says why on stderr. Exit 3
+    reads the decisions stored in the report's verdicts (auditor/report/verdict.py), so the code,
+    the headline and report.json cannot disagree."""
     by_status = report.totals.get("by_status", {})
     scored, lost = int(by_status.get("scored", 0)), int(by_status.get("unreadable", 0))
     codes = []
@@ -690,16 +690,15 @@ def audit_exit_code(report: Report, fail_above: float | None, allow_partial: boo
             warn(said)
         else:
             alerts.print(f"[bold red]error:[/] {said}; --allow-partial accepts it", highlight=False)
-    if fail_above is not None:
-        above = [(v.vendor, prevalence_lower_bound(v)) for v in report.vendors]
-        above = [(name, bound) for name, bound in above if bound > fail_above]
-        for name, bound in above:
-            alerts.print(
-                f"[bold red]above --fail-above {fail_above:g}:[/] {name} (prevalence at least {bound:.1%})",
-                highlight=False,
-            )
-        if above:
-            codes.append(EXIT_ABOVE)
+    above = [v for v in report.vendors if v.verdict is not None and v.verdict.decision == "above"]
+    for vendor in above:
+        assert vendor.verdict is not None
+        alerts.print(
+            f"[bold red]above --tolerance {vendor.verdict.tolerance:g}:[/] {vendor.vendor} ({vendor.verdict.headline})",
+            highlight=False,
+        )
+    if above:
+        codes.append(EXIT_ABOVE)
     if allow_partial:
         codes = [c for c in codes if c not in (EXIT_NOTHING_SCORED, EXIT_ROWS_LOST)]
     return codes[0] if codes else EXIT_OK
@@ -715,7 +714,15 @@ class OnInconclusive(StrEnum):
 def gate(
     shards: Annotated[list[str], typer.Argument(help="JSONL (.gz, .zst) or Parquet shards: paths or fsspec URLs")],
     max_synthetic: Annotated[
-        float, typer.Option("--max-synthetic", min=0.0, max=1.0, help="reject above this LLM-written share")
+        float,
+        typer.Option(
+            "--max-synthetic",
+            "--tolerance",
+            min=0.0,
+            max=1.0,
+            help="reject above this LLM-written share (the tolerance; --tolerance is the name `auditor audit`, the "
+            "Python API and REST use)",
+        ),
     ],
     manifest: Annotated[Path, typer.Option("--manifest", help="where to write the JSON manifest of decisions")],
     benchmark_index: Annotated[

@@ -98,8 +98,10 @@ class Report:
     ``report.json``) and its items (``items.parquet``), with tables for notebooks.
 
     - :attr:`vendors`: one row per vendor (counts, prevalence with its interval, calibration
-      fit, lower bound); :attr:`workers`: one row per vendor and worker; :attr:`items`: every
-      input row with its status and scores.
+      fit, lower bound, and the verdict: its status, the ``decision`` against the tolerance,
+      the ``at_least`` / ``at_most`` share it rests on, its headline); :attr:`decisions`: vendor
+      -> above / within / undetermined; :attr:`workers`: one row per vendor and worker;
+      :attr:`items`: every input row with its status and scores.
     - :meth:`save` writes report.json/.html/.md and items.parquet to a directory;
       :meth:`to_html` / :meth:`to_json` return the renderings.
     """
@@ -117,6 +119,11 @@ class Report:
         "calibration_fit_consistent",
         "calibration_fit_p_value",
         "prevalence_lower_bound",
+        "verdict",
+        "decision",
+        "at_least",
+        "at_most",
+        "headline",
     )
     WORKER_COLUMNS = (
         "vendor",
@@ -162,7 +169,7 @@ class Report:
 
         rows = []
         for v in self.model.vendors:
-            fit = v.calibration_fit
+            fit, verdict = v.calibration_fit, v.verdict
             rows.append(
                 (
                     v.vendor,
@@ -177,13 +184,30 @@ class Report:
                     fit.consistent if fit else None,
                     fit.p_value if fit else None,
                     v.prevalence_lower_bound.bound if v.prevalence_lower_bound else None,
+                    verdict.status if verdict else None,
+                    verdict.decision if verdict else None,
+                    verdict.at_least if verdict else None,
+                    verdict.at_most if verdict else None,
+                    verdict.headline if verdict else None,
                 )
             )
         frame = pd.DataFrame.from_records(rows, columns=list(self.VENDOR_COLUMNS))
         frame["calibration_fit_consistent"] = frame["calibration_fit_consistent"].astype("boolean")
-        for column in ("calibration_fit_p_value", "prevalence_lower_bound"):
+        for column in ("calibration_fit_p_value", "prevalence_lower_bound", "at_least", "at_most"):
             frame[column] = frame[column].astype(float)
         return frame
+
+    @property
+    def tolerance(self) -> float | None:
+        """The tolerance the verdicts were decided against (``tolerance=``), if any."""
+        value = self.model.configuration.get("tolerance")
+        return None if value is None else float(value)
+
+    @property
+    def decisions(self) -> dict[str, str | None]:
+        """Vendor -> ``above``, ``within`` or ``undetermined`` against :attr:`tolerance` (the
+        decisions ``auditor audit --tolerance`` exits 3 on; all None without a tolerance)."""
+        return {v.vendor: v.verdict.decision if v.verdict else None for v in self.model.vendors}
 
     @cached_property
     def workers(self) -> pd.DataFrame:
@@ -242,7 +266,7 @@ class Report:
         """A compact summary for Jupyter: one row per vendor (``to_html()`` is the whole report)."""
         level = int(round(100 * self.model.methods.interval_level))
         head = (
-            "<tr><th>vendor</th><th>scored</th><th>flagged</th><th>prevalence</th>"
+            "<tr><th>vendor</th><th>verdict</th><th>scored</th><th>flagged</th><th>prevalence</th>"
             f"<th>{level}% interval</th><th>at least</th><th>calibration fit</th></tr>"
         )
         rows = []
@@ -250,6 +274,7 @@ class Report:
             p, fit = v.prevalence, v.calibration_fit
             cells = (
                 v.vendor,
+                v.verdict.headline if v.verdict else "–",
                 str(v.n_scored),
                 str(v.n_flagged),
                 _pct(p.estimate),
@@ -272,6 +297,8 @@ class Report:
                 f"  {v.vendor}: {v.n_scored} scored, {v.n_flagged} flagged; "
                 f"prevalence {_pct(p.estimate)} [{_pct(p.ci_low)}, {_pct(p.ci_high)}]{bound}"
             )
+            if v.verdict is not None:
+                lines.append(f"    verdict: {v.verdict.headline}")
         return "\n".join(lines)
 
 
@@ -294,6 +321,7 @@ def audit(
     machine_reference: str | PathLike[str] | None = None,
     reference_text_col: str = "text",
     level: float = 0.9,
+    tolerance: float | None = None,
     out: str | PathLike[str] | None = None,
     model: str | PathLike[str] | None = None,
     scheduler: str | None = None,
@@ -308,7 +336,9 @@ def audit(
     ``frame_or_paths``: a pandas DataFrame, or a path or fsspec URL (or a list of them) of CSV,
     TSV, JSON Lines, JSON or Parquet files, optionally .gz or .zst. The ``*_col`` arguments
     name the columns (as ``--text-col``, ``--vendor-col`` ...); ``task``, ``human_reference``,
-    ``machine_reference``, ``reference_text_col`` and ``level`` are the command's options.
+    ``machine_reference``, ``reference_text_col`` and ``level`` are the command's options;
+    ``tolerance`` (``--tolerance``, a share in [0, 1]) decides each vendor's verdict ``above``,
+    ``within`` or ``undetermined`` (:attr:`Report.decisions`), as the command's exit code 3 does.
 
     ``out``: directory for report.json/.html/.md and items.parquet (a temporary directory,
     removed with the returned :class:`Report`, when None; :meth:`Report.save` writes it
@@ -348,6 +378,7 @@ def audit(
         machine_reference=str(machine_reference) if machine_reference else None,
         reference_text_col=reference_text_col,
         task=task,
+        tolerance=tolerance,
     )
     staged = None
     if isinstance(frame_or_paths, pd.DataFrame):

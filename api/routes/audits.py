@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.db import AuditFile, AuditJob
@@ -55,6 +56,7 @@ _UPLOAD_BODY = {
                             "vendor_col": "vendor",
                             "task": "medical-qa",
                             "level": 0.95,
+                            "tolerance": 0.1,
                         },
                     },
                     "references": {
@@ -94,6 +96,13 @@ _UPLOAD_BODY = {
                             "description": "use the task references stored with POST /v1/tasks/{task}/references",
                         },
                         "level": {"type": "number"},
+                        "tolerance": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "the largest acceptable LLM share: each vendor's verdict is above, "
+                            "within or undetermined against it",
+                        },
                     },
                 }
             },
@@ -128,6 +137,7 @@ def _options(fields: dict[str, Any]) -> AuditOptions:
         raise Problem(422, f"level must be a number, not {fields['level']!r}") from None
     if not 0.5 < level < 1:
         raise Problem(422, f"level must be between 0.5 and 1, not {level}")
+    tolerance = _tolerance(fields.get("tolerance"))
     columns = {role: fields.get(f"{role}_col") for role in COLUMN_ROLES}
     if not columns["text"] or not columns["vendor"]:
         raise Problem(422, "text_col and vendor_col are required")
@@ -137,7 +147,20 @@ def _options(fields: dict[str, Any]) -> AuditOptions:
         level=level,
         reference_text_col=fields.get("reference_text_col") or "text",
         task=valid_name(task) if task is not None else None,
+        tolerance=tolerance,
     )
+
+
+def _tolerance(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        tolerance = float(value)
+    except (TypeError, ValueError):
+        raise Problem(422, f"tolerance must be a number, not {value!r}") from None
+    if not 0 <= tolerance <= 1:
+        raise Problem(422, f"tolerance must be a share between 0 and 1, not {tolerance}")
+    return tolerance
 
 
 async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
@@ -167,8 +190,9 @@ async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
     raw = await read_limited(request, settings.max_upload_bytes)
     try:
         body = AuditRowsRequest.model_validate_json(raw)
-    except ValueError as exc:
-        raise Problem(422, f"the JSON body is not a valid audit request: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        said = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:3])
+        raise Problem(422, f"the JSON body is not a valid audit request: {said}") from None
     if len(body.rows) > settings.max_rows_per_audit:
         raise Problem(
             413,
@@ -181,7 +205,7 @@ async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
         if (texts := getattr(body, role)) is not None
     }
     fields = {f"{role}_col": getattr(body, f"{role}_col") for role in COLUMN_ROLES}
-    fields |= {"level": body.level, "task": body.task}
+    fields |= {"level": body.level, "task": body.task, "tolerance": body.tolerance}
     return Submission("rows.jsonl", _jsonl(body.rows), _options(fields), "jsonl", references)
 
 
@@ -238,7 +262,10 @@ def _check(submission: Submission, settings: ServiceSettings) -> int:
         (404, "no such task for this key"),
         (413, "the upload or the number of rows is over the limit (`limit`)"),
         (415, "neither JSON nor multipart, or a file of unknown format"),
-        (422, "the options or the delivery cannot be used: unknown columns, unreadable file, bad level ..."),
+        (
+            422,
+            "the options or the delivery cannot be used: unknown columns, unreadable file, bad level or tolerance ...",
+        ),
     ),
 )
 async def submit_audit(
@@ -250,7 +277,7 @@ async def submit_audit(
     tasks: TasksDep,
 ) -> AuditStatus:
     """Queue a delivery for audit with every option of `auditor audit` (columns of every role,
-    human/machine references, stored task references, interval level). Answers 202 with the
+    human/machine references, stored task references, interval level, tolerance). Answers 202 with the
     job's Location; 404 when the task is not one of this tenant's."""
     submission = await _parse_submission(request, settings)
     if submission.options.task:

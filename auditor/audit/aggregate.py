@@ -306,6 +306,7 @@ def vendor_report(
     behaviour_cols: dict[str, str],
     top_items: int,
     with_diversity: bool = True,
+    tolerance: float | None = None,
 ) -> VendorReport:
     scored = items[items[STATUS].eq(SCORED)]
     n_scored, n_flagged = len(scored), int(scored[FLAGGED].sum())
@@ -349,7 +350,7 @@ def vendor_report(
         ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
     )
-    report.verdict = verdict_for(report, estimation.level)
+    report.verdict = verdict_for(report, estimation.level, tolerance)
     return report
 
 

@@ -49,3 +49,9 @@ class AuditOptions(BaseModel):
     machine_reference: str | None = Field(None, description="LLM-written texts of the same task (path or URL)")
     reference_text_col: str = Field("text", description="text column of the reference files")
     task: str | None = Field(None, description="stored task references to use (`auditor references add`)")
+    tolerance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the largest acceptable LLM share: each vendor is above, within or undetermined against it",
+    )

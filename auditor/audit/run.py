@@ -210,7 +210,9 @@ def run_audit(
     behaviour_cols = columns.behaviour()
 
     vendors = [
-        vendor_report(str(vendor), part, estimation, behaviour, behaviour_cols, options.top_items, embeddings)
+        vendor_report(
+            str(vendor), part, estimation, behaviour, behaviour_cols, options.top_items, embeddings, options.tolerance
+        )
         for vendor, part in items.groupby("vendor", sort=True)
     ]
     human_reference = (
@@ -225,6 +227,7 @@ def run_audit(
         columns=columns.model_dump(),
         configuration={
             "interval_level": options.level,
+            "tolerance": options.tolerance,
             "human_reference": str(options.human_reference) if options.human_reference else None,
             "machine_reference": str(options.machine_reference) if options.machine_reference else None,
             "task": options.task,

@@ -9,7 +9,10 @@ from pydantic import BaseModel, Field
 
 from auditor.stats import CalibrationFit, Interval, LowerBound
 
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
+
+Decision = Literal["above", "within", "undetermined"]
+"""A vendor's LLM share against the user's tolerance (rule: auditor/report/verdict.py)."""
 
 
 class ReportWarning(BaseModel):
@@ -92,10 +95,27 @@ class BehaviourSummary(BaseModel):
 class Verdict(BaseModel):
     """What a reader must take away about one vendor (rule: auditor/report/verdict.py)."""
 
-    status: Literal["no_llm_text_detected", "llm_text_present", "cannot_tell"]
+    status: Literal["no_llm_text_detected", "llm_text_present", "cannot_tell", "above_tolerance", "within_tolerance"]
     headline: str = Field(description="one plain sentence, e.g. 'LLM text present: at least 12% of items'")
     reason: str = Field(description="the evidence the status rests on")
     next_action: str = Field(description="what to do about it")
+    tolerance: float | None = Field(
+        None, description="the user's largest acceptable LLM share (--tolerance), if one was given (schema 1.3 on)"
+    )
+    decision: Decision | None = Field(
+        None,
+        description="against the tolerance: above (at_least > tolerance), within (at_most <= tolerance) or "
+        "undetermined; None without a tolerance (schema 1.3 on)",
+    )
+    at_least: float | None = Field(
+        None,
+        description="the LLM share is at least this: the larger of prevalence.ci_low and "
+        "prevalence_lower_bound.bound (0 with too few scored items; schema 1.3 on)",
+    )
+    at_most: float | None = Field(
+        None,
+        description="the LLM share is at most this: prevalence.ci_high (1 with too few scored items; schema 1.3 on)",
+    )
 
 
 class VendorReport(BaseModel):

@@ -1,34 +1,40 @@
 """One verdict per vendor, computed once in the auditor and stored in ``report.json``, so that the
-HTML and Markdown reports (and anything else reading the JSON) can lead with it.
+HTML and Markdown reports, the command line's headline and exit code, the Python API and the REST
+service all read the same decision.
 
-The rule, in order (the first that applies wins):
+**The interval every statement rests on** (:func:`share_bounds`): the vendor's LLM share is
 
-1. ``cannot_tell`` when the detector's error rates cannot be trusted on the vendor's texts or
-   there are too few of them:
+- *at least* the larger of the headline prevalence interval's lower end and the one-sided lower
+  bound from a human reference of the task (``prevalence_lower_bound.bound``), and
+- *at most* the headline interval's upper end,
 
-   - ``calibration_fit`` exists and is not consistent: the vendor's scores do not fit a mixture
-     of the human and LLM reference scores, so the error rates measured on those references do
-     not hold for this task (the headline interval is already widened for it, but a
-     "present"/"none" call would still lean on rates that are unknown here); or
-   - fewer than ``MIN_SCORED`` (10) items were scored.
+where the headline interval is the one the report shows: when the vendor's scores do not fit the
+references (``calibration_fit.consistent`` false) it is already widened to error rates that may
+vary as much as they do between kinds of text, so its statements still hold; the verdict uses them
+and advises task references to narrow it. With fewer than ``MIN_SCORED`` (10) scored items the
+interval is [0, 1]: an estimate from a handful of texts (a bootstrap of three scores) is no basis
+for a statement.
 
-   The reason names which (both, when both hold). The next action for an unfamiliar task is the
-   task-references remedy (``auditor references add --task NAME ...`` then
-   ``auditor audit --task NAME``, or ``auditor calibrate`` on one's own labelled texts); for too
-   few items it is to audit more of the vendor's items.
+**With a tolerance** (``--tolerance`` / ``--fail-above``, ``tolerance=`` in Python and REST), the
+decision (:func:`decide`) is
 
-2. ``llm_text_present`` when the headline prevalence interval's ``ci_low`` is above 0, or the
-   one-sided lower bound from a human reference of the task (``prevalence_lower_bound.bound``)
-   is above 0. The headline says "at least X%" with the larger of the two, and the reason says
-   which evidence that is. "Above 0" means above 0 at the precision the headline shows (0.1
-   percentage point): a bound of 0.02% would read "at least 0%", which says nothing.
-   Next action: review the top flagged items and the workers listed in the report.
+- ``above`` when *at least* > tolerance (status ``above_tolerance``),
+- ``within`` when *at most* <= tolerance (status ``within_tolerance``),
+- ``undetermined`` otherwise, i.e. the interval spans the tolerance (status ``cannot_tell``).
 
-3. ``no_llm_text_detected`` otherwise, with "at most <ci_high>" of the headline interval.
-   Next action: nothing now; keep auditing new batches.
+``auditor audit`` exits 3 exactly when some vendor's stored decision is ``above``.
 
-Percentages in headlines are rounded towards the cautious side: lower bounds down, upper
-bounds up (whole percents from 10% on, tenths below, "4%" rather than "4.0%").
+**Without a tolerance** the verdict states the interval in words:
+
+1. ``cannot_tell`` with fewer than ``MIN_SCORED`` scored items;
+2. ``llm_text_present`` when *at least* is above 0 at the precision the headline shows (0.1
+   percentage point): "at least X%", naming which evidence gives it;
+3. ``no_llm_text_detected`` when *at most* is below ``UNINFORMATIVE`` (50%): "at most X%";
+4. ``cannot_tell`` otherwise: an interval from 0% to half or more says nothing a buyer can act on.
+
+Percentages in headlines are rounded towards the cautious side: lower bounds down, upper bounds up
+(whole percents from 10% on, tenths below, "4%" rather than "4.0%"); next to a tolerance, with as
+many more digits as it takes for the rounded bound to fall on its side of the tolerance.
 """
 
 from __future__ import annotations
@@ -36,22 +42,34 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from auditor.report.models import VendorReport, Verdict
+from auditor.report.models import Decision, VendorReport, Verdict
 
 MIN_SCORED = 10
-"""Fewer scored items than this give no verdict: an estimate from a handful of texts is no basis for one."""
+"""Fewer scored items than this give no statement: an estimate from a handful of texts is no basis for one."""
 
-VERDICT_RULE = (
-    f"cannot tell when a vendor's scores do not fit a mixture of the reference scores or fewer than {MIN_SCORED} "
-    "items were scored; LLM text present when the prevalence interval or the lower bound from the task's human "
-    'reference is above 0 ("at least" the larger); otherwise no LLM text detected, "at most" the interval\'s '
-    "upper end"
-)
-"""The rule in one sentence, for the reports' method notes."""
+UNINFORMATIVE = 0.5
+"""Without a tolerance, an interval from 0% up to this share or more is "cannot tell"."""
+
+ABOVE: Literal["above"] = "above"
+WITHIN: Literal["within"] = "within"
+UNDETERMINED: Literal["undetermined"] = "undetermined"
 
 NO_LLM: Literal["no_llm_text_detected"] = "no_llm_text_detected"
 PRESENT: Literal["llm_text_present"] = "llm_text_present"
 CANNOT_TELL: Literal["cannot_tell"] = "cannot_tell"
+ABOVE_TOLERANCE: Literal["above_tolerance"] = "above_tolerance"
+WITHIN_TOLERANCE: Literal["within_tolerance"] = "within_tolerance"
+
+VERDICT_RULE = (
+    "a vendor's LLM share is at least the larger of its prevalence interval's lower end and the lower bound from "
+    "the task's human reference, and at most the interval's upper end (the interval is widened where the "
+    f"calibration does not fit the vendor's task; 0-100% with fewer than {MIN_SCORED} scored items); with a "
+    "tolerance: above it when that lower end exceeds it, within it when the upper end is at or below it, cannot "
+    "tell otherwise (auditor audit exits 3 when some vendor is above); without one: LLM text present when the lower "
+    f"end is above 0, no LLM text detected when the upper end is below {round(100 * UNINFORMATIVE)}%, cannot tell "
+    "otherwise"
+)
+"""The rule in one sentence, for the reports' method notes."""
 
 TASK_REFERENCES_REMEDY = (
     "Measure the detector on this task: add human and LLM-written texts of the same task "
@@ -61,19 +79,57 @@ TASK_REFERENCES_REMEDY = (
 )
 
 
+def share_bounds(vendor: VendorReport) -> tuple[float, float]:
+    """The LLM share the vendor's verdict rests on: (at least, at most); see the module docstring."""
+    if vendor.n_scored < MIN_SCORED:
+        return 0.0, 1.0
+    prevalence = vendor.prevalence
+    bound = vendor.prevalence_lower_bound.bound if vendor.prevalence_lower_bound is not None else 0.0
+    at_least = _clip(max(prevalence.ci_low, bound))
+    return at_least, max(_clip(prevalence.ci_high), at_least)
+
+
+def decide(at_least: float, at_most: float, tolerance: float) -> Decision:
+    """Above, within or undetermined against the user's tolerance (a share in [0, 1])."""
+    if at_least > tolerance:
+        return ABOVE
+    if at_most <= tolerance:
+        return WITHIN
+    return UNDETERMINED
+
+
+def _clip(value: float) -> float:
+    return 0.0 if math.isnan(value) else min(max(value, 0.0), 1.0)
+
+
 def _percent_digits(value: float) -> int:
     return 0 if value >= 0.1 else 1
 
 
-def _share(value: float, direction: Literal["down", "up"]) -> str:
+def _share(value: float, direction: Literal["down", "up"], extra_digits: int = 0) -> str:
     """``value`` (a share in [0, 1]) as a percentage, rounded down or up at the shown precision."""
-    value = min(max(value, 0.0), 1.0)
-    digits = _percent_digits(value)
+    value = _clip(value)
+    digits = _percent_digits(value) + extra_digits
     scale = 10**digits
     scaled = 100 * value * scale
     # a tolerance so that 0.12 (= 11.999...% in binary) is not floored to 11%
     rounded = math.floor(scaled + 1e-6) if direction == "down" else math.ceil(scaled - 1e-6)
     return f"{rounded / scale:.{digits}f}".removesuffix(".0") + "%"
+
+
+def _share_beside(value: float, direction: Literal["down", "up"], tolerance: float) -> str:
+    """As :func:`_share`, with more digits where the rounded value would land on the tolerance's
+    wrong side (a lower bound of 10.4% above a 10% tolerance reads "at least 10.4%", not "10%")."""
+    for extra in range(3):
+        shown = _share(value, direction, extra)
+        number = float(shown.removesuffix("%")) / 100
+        if (number > tolerance) if direction == "down" else (number <= tolerance + 1e-12):
+            return shown
+    return shown
+
+
+def _tolerance(tolerance: float) -> str:
+    return f"{100 * tolerance:.4g}%"
 
 
 def _shown_above_zero(value: float | None) -> bool:
@@ -84,101 +140,204 @@ def _level(level: float) -> str:
     return f"{round(100 * level):d}%"
 
 
-def verdict_for(vendor: VendorReport, level: float) -> Verdict:
+def verdict_for(vendor: VendorReport, level: float, tolerance: float | None = None) -> Verdict:
     """The verdict on one vendor (see the module docstring for the rule); ``level`` is the
-    report's interval level (``methods.interval_level``), quoted in the reason."""
-    fit = vendor.calibration_fit
-    unfamiliar = fit is not None and not fit.consistent
-    too_few = vendor.n_scored < MIN_SCORED
-    if unfamiliar or too_few:
-        return _cannot_tell(vendor, unfamiliar, too_few)
+    report's interval level (``methods.interval_level``), quoted in the reason; ``tolerance`` the
+    user's largest acceptable LLM share, if any."""
+    at_least, at_most = share_bounds(vendor)
+    if tolerance is None:
+        verdict = _stated(vendor, level, at_least, at_most)
+    else:
+        verdict = _decided(vendor, level, at_least, at_most, tolerance)
+    return verdict.model_copy(update={"at_least": at_least, "at_most": at_most})
 
-    prevalence = vendor.prevalence
-    bound = vendor.prevalence_lower_bound
-    from_interval = prevalence.ci_low if _shown_above_zero(prevalence.ci_low) else None
-    from_bound = bound.bound if bound is not None and _shown_above_zero(bound.bound) else None
-    if from_interval is not None or from_bound is not None:
-        return _present(vendor, level, from_interval, from_bound)
 
-    at_most = _share(prevalence.ci_high, "up")
-    reason = (
-        f"The {_level(level)} interval of the LLM share reaches down to 0% "
-        f"(estimate {_share(prevalence.estimate, 'up')}, at most {at_most})"
+def _unfamiliar(vendor: VendorReport) -> bool:
+    return vendor.calibration_fit is not None and not vendor.calibration_fit.consistent
+
+
+def _misfit_note(vendor: VendorReport, widened: bool = True) -> str:
+    assert vendor.calibration_fit is not None
+    note = (
+        "the vendor's scores do not fit a mixture of the reference scores "
+        f"(p = {vendor.calibration_fit.p_value:.3g}), so the detector's error rates on this task are unknown"
     )
+    return note + (" and the interval is widened to the error rates seen across kinds of text" if widened else "")
+
+
+def _narrowing_advice() -> str:
+    return "To narrow the interval, measure" + TASK_REFERENCES_REMEDY.removeprefix("Measure")
+
+
+def _too_few(vendor: VendorReport) -> tuple[str, str]:
+    return (
+        f"only {vendor.n_scored} item(s) could be scored; a verdict needs at least {MIN_SCORED}, "
+        "as the estimate from fewer rests on a handful of texts",
+        f"Audit more of this vendor's items (at least {MIN_SCORED} scorable texts).",
+    )
+
+
+def _sentence(*parts: str) -> str:
+    text = "; ".join(p for p in parts if p)
+    return text[0].upper() + text[1:] + "."
+
+
+def _with_advice(vendor: VendorReport, action: str) -> str:
+    return action + (" " + _narrowing_advice() if _unfamiliar(vendor) else "")
+
+
+# ------------------------------------------------------------------ without a tolerance
+
+
+def _stated(vendor: VendorReport, level: float, at_least: float, at_most: float) -> Verdict:
+    unfamiliar = _unfamiliar(vendor)
+    if vendor.n_scored < MIN_SCORED:
+        reason, action = _too_few(vendor)
+        return Verdict(
+            status=CANNOT_TELL,
+            headline=f"Cannot tell: only {vendor.n_scored} item(s) scored",
+            reason=_sentence(reason, _misfit_note(vendor, widened=False) if unfamiliar else ""),
+            next_action=_with_advice(vendor, action),
+        )
+    if _shown_above_zero(at_least):
+        return _present(vendor, level)
+    shown = _share(at_most, "up")
+    reason = (
+        f"the {_level(level)} interval of the LLM share reaches down to 0% "
+        f"(estimate {_share(vendor.prevalence.estimate, 'up')}, at most {shown})"
+    )
+    bound = vendor.prevalence_lower_bound
     if bound is not None:
         reason += (
             f", and the human reference of the task ({bound.n_human_reference} texts) gives no lower bound above 0%"
         )
-    return Verdict(
-        status=NO_LLM,
-        headline=f"No LLM text detected (at most {at_most})",
-        reason=reason + ". Some LLM text up to that share cannot be ruled out.",
-        next_action="Nothing to do now; keep auditing this vendor's new batches.",
-    )
-
-
-def _cannot_tell(vendor: VendorReport, unfamiliar: bool, too_few: bool) -> Verdict:
-    reasons, actions = [], []
-    if unfamiliar:
-        assert vendor.calibration_fit is not None
-        reasons.append(
-            "the vendor's scores do not fit a mixture of the reference scores "
-            f"(p = {vendor.calibration_fit.p_value:.3g}), so the detector's error rates measured on those "
-            "references do not hold for this task"
+    if at_most < UNINFORMATIVE:
+        return Verdict(
+            status=NO_LLM,
+            headline=f"No LLM text detected (at most {shown})",
+            reason=_sentence(reason, _misfit_note(vendor) if unfamiliar else "")[:-1]
+            + ". Some LLM text up to that share cannot be ruled out.",
+            next_action=_with_advice(vendor, "Nothing to do now; keep auditing this vendor's new batches."),
         )
-        actions.append(TASK_REFERENCES_REMEDY)
-    if too_few:
-        reasons.append(
-            f"only {vendor.n_scored} item(s) could be scored; a verdict needs at least {MIN_SCORED}, "
-            "as the estimate from fewer rests on a handful of texts"
-        )
-        actions.append(f"Audit more of this vendor's items (at least {MIN_SCORED} scorable texts).")
-    if unfamiliar:
-        headline = "Cannot tell on this task: the detector's error rates do not hold for it"
-    else:
-        headline = f"Cannot tell: only {vendor.n_scored} item(s) scored"
-    reason = " and ".join(reasons)
     return Verdict(
         status=CANNOT_TELL,
-        headline=headline,
-        reason=reason[0].upper() + reason[1:] + ".",
-        next_action=" ".join(actions),
+        headline=f"Cannot tell: anywhere from 0% to {shown} of items may be LLM-written",
+        reason=_sentence(reason, _misfit_note(vendor) if unfamiliar else ""),
+        next_action=f"Audit more of this vendor's items. {_narrowing_advice()}",
     )
 
 
-def _present(vendor: VendorReport, level: float, from_interval: float | None, from_bound: float | None) -> Verdict:
+def _evidence(vendor: VendorReport, level: float) -> list[tuple[float, str]]:
+    """What puts the share above 0, largest first: the interval's lower end, the human-reference bound."""
     evidence = []
-    if from_interval is not None:
+    low = vendor.prevalence.ci_low
+    if _shown_above_zero(low):
         evidence.append(
             (
-                from_interval,
-                f"the {_level(level)} interval of the corrected LLM share starts at {_share(from_interval, 'down')} "
+                low,
+                f"the {_level(level)} interval of the corrected LLM share starts at {_share(low, 'down')} "
                 f"(estimate {_share(vendor.prevalence.estimate, 'down')})",
             )
         )
-    if from_bound is not None:
-        bound = vendor.prevalence_lower_bound
-        assert bound is not None
+    bound = vendor.prevalence_lower_bound
+    if bound is not None and _shown_above_zero(bound.bound):
         evidence.append(
             (
-                from_bound,
+                bound.bound,
                 f"the task's human reference ({bound.n_human_reference} texts) puts a "
-                f"{_level(bound.level)} one-sided lower bound at {_share(from_bound, 'down')}",
+                f"{_level(bound.level)} one-sided lower bound at {_share(bound.bound, 'down')}",
             )
         )
     evidence.sort(key=lambda e: -e[0])
-    best, best_text = evidence[0]
-    reason = best_text[0].upper() + best_text[1:]
-    if len(evidence) > 1:
-        reason += f"; {evidence[1][1]}"
+    return evidence
+
+
+def _review_action(vendor: VendorReport) -> str:
     action = "Review the top flagged items listed in this report"
     if vendor.top_workers:
         named = ", ".join(vendor.top_workers[:3])
         more = f" and {len(vendor.top_workers) - 3} more" if len(vendor.top_workers) > 3 else ""
         action += f" and the workers most likely to use an LLM ({named}{more})"
+    return action + "; raise the confirmed cases with the vendor."
+
+
+def _present(vendor: VendorReport, level: float) -> Verdict:
+    evidence = _evidence(vendor, level)
+    best = evidence[0][0]
+    reason = _sentence(*(text for _, text in evidence), _misfit_note(vendor) if _unfamiliar(vendor) else "")
     return Verdict(
         status=PRESENT,
         headline=f"LLM text present: at least {_share(best, 'down')} of items",
-        reason=reason + ".",
-        next_action=action + "; raise the confirmed cases with the vendor.",
+        reason=reason,
+        next_action=_with_advice(vendor, _review_action(vendor)),
+    )
+
+
+# ------------------------------------------------------------------ against a tolerance
+
+
+def _decided(vendor: VendorReport, level: float, at_least: float, at_most: float, tolerance: float) -> Verdict:
+    decision = decide(at_least, at_most, tolerance)
+    yours = f"your {_tolerance(tolerance)} tolerance"
+    unfamiliar = _unfamiliar(vendor)
+    misfit = _misfit_note(vendor) if unfamiliar else ""
+    common = {"decision": decision, "tolerance": tolerance}
+    if vendor.n_scored < MIN_SCORED:
+        reason, action = _too_few(vendor)
+        return Verdict(
+            status=CANNOT_TELL,
+            headline=f"Cannot tell against {yours}: only {vendor.n_scored} item(s) scored",
+            reason=_sentence(reason, _misfit_note(vendor, widened=False) if unfamiliar else ""),
+            next_action=_with_advice(vendor, action),
+            **common,
+        )
+    interval = (
+        f"the {_level(level)} interval of the corrected LLM share is "
+        f"{_share(vendor.prevalence.ci_low, 'down')}-{_share(vendor.prevalence.ci_high, 'up')} "
+        f"(estimate {_share(vendor.prevalence.estimate, 'down')})"
+    )
+    bound = vendor.prevalence_lower_bound
+    from_reference = (
+        f"the task's human reference ({bound.n_human_reference} texts) puts a {_level(bound.level)} one-sided "
+        f"lower bound at {_share(bound.bound, 'down')}"
+        if bound is not None
+        else ""
+    )
+    if decision == ABOVE:
+        shown = _share_beside(at_least, "down", tolerance)
+        return Verdict(
+            status=ABOVE_TOLERANCE,
+            headline=f"Above {yours}: at least {shown} of items are LLM-written",
+            reason=_sentence(
+                f"the LLM share is at least {shown}, above {_tolerance(tolerance)}", interval, from_reference, misfit
+            ),
+            next_action=_with_advice(vendor, _review_action(vendor)),
+            **common,
+        )
+    if decision == WITHIN:
+        shown = _share_beside(at_most, "up", tolerance)
+        return Verdict(
+            status=WITHIN_TOLERANCE,
+            headline=f"Within {yours}: at most {shown} of items are LLM-written",
+            reason=_sentence(
+                f"the LLM share is at most {shown}, within {_tolerance(tolerance)}", interval, from_reference, misfit
+            ),
+            next_action=_with_advice(vendor, "Nothing to do now; keep auditing this vendor's new batches."),
+            **common,
+        )
+    low, high = _share(at_least, "down"), _share(at_most, "up")
+    action = "Audit more of this vendor's items."
+    if unfamiliar or bound is None:
+        action += " " + _narrowing_advice()
+    return Verdict(
+        status=CANNOT_TELL,
+        headline=f"Cannot tell against {yours}: between {low} and {high} of items are LLM-written",
+        reason=_sentence(
+            f"the LLM share lies between {low} and {high}, an interval that spans {_tolerance(tolerance)}",
+            interval,
+            from_reference,
+            misfit,
+        ),
+        next_action=action,
+        **common,
     )

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from auditor.cli import AUDIT_EXIT_CODES, GATE_EXIT_CODES, app, audit_exit_code
 from auditor.reader import write_table
 from auditor.report.models import Report, VendorReport
+from auditor.report.verdict import verdict_for
 from auditor.stats import Interval, LowerBound
 
 runner = CliRunner()
@@ -24,20 +25,27 @@ def test_the_exit_code_tables_are_in_the_help():
     shown = runner.invoke(app, ["audit", "--help"], env={"COLUMNS": "300"}).output
     for code in AUDIT_EXIT_CODES:
         assert f"{code}: " in shown
-    assert "--fail-above" in shown and "--allow-partial" in shown and "prevalence_lower_bound.bound" in shown
+    assert "--tolerance" in shown and "--fail-above" in shown and "--allow-partial" in shown
+    assert "prevalence_lower_bound.bound" in shown and "verdict.decision" in shown
     gate_help = runner.invoke(app, ["gate", "--help"], env={"COLUMNS": "300"}).output
     assert "--on-inconclusive" in gate_help and all(f"{code}: " in gate_help for code in GATE_EXIT_CODES)
+    assert "--max-synthetic" in gate_help and "--tolerance" in gate_help
 
 
-def vendor(name: str, ci_low: float, bound: float | None = None) -> VendorReport:
+def vendor(name: str, ci_low: float, bound: float | None = None, tolerance: float | None = None) -> VendorReport:
     lower = None
     if bound is not None:
         lower = LowerBound(bound=bound, level=0.9, threshold=0.5, n_human_reference=50, method="test")
-    return VendorReport.model_construct(
+    report = VendorReport.model_construct(
         vendor=name,
+        n_scored=100,
         prevalence=Interval(estimate=ci_low + 0.1, ci_low=ci_low, ci_high=ci_low + 0.2),
         prevalence_lower_bound=lower,
+        calibration_fit=None,
+        top_workers=[],
     )
+    report.verdict = verdict_for(report, 0.9, tolerance)
+    return report
 
 
 def report_of(by_status: dict[str, int], *vendors: VendorReport) -> Report:
@@ -46,7 +54,7 @@ def report_of(by_status: dict[str, int], *vendors: VendorReport) -> Report:
 
 
 @pytest.mark.parametrize(
-    ("by_status", "fail_above", "allow_partial", "code"),
+    ("by_status", "tolerance", "allow_partial", "code"),
     [
         ({"scored": 10}, None, False, 0),
         ({"scored": 10}, 0.25, False, 3),  # b's own bound (0.3) is above its ci_low (0.05)
@@ -58,9 +66,25 @@ def report_of(by_status: dict[str, int], *vendors: VendorReport) -> Report:
         ({"skipped": 4}, None, True, 0),
     ],
 )
-def test_exit_code_precedence_and_the_lower_bound(by_status, fail_above, allow_partial, code):
-    report = report_of(by_status, vendor("a", 0.2), vendor("b", 0.05, bound=0.3))
-    assert audit_exit_code(report, fail_above, allow_partial) == code
+def test_exit_code_precedence_and_the_lower_bound(by_status, tolerance, allow_partial, code):
+    report = report_of(
+        by_status, vendor("a", 0.2, tolerance=tolerance), vendor("b", 0.05, bound=0.3, tolerance=tolerance)
+    )
+    assert audit_exit_code(report, allow_partial) == code
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.5, 1.0])
+def test_exit_three_exactly_when_a_stored_decision_is_above(tolerance, capsys):
+    """One rule: the code reads the verdicts' decisions, and each vendor named on stderr is one
+    whose report.json verdict says above (its headline is what is printed)."""
+    vendors = [vendor("a", 0.2, tolerance=tolerance), vendor("b", 0.05, bound=0.3, tolerance=tolerance)]
+    above = [v.vendor for v in vendors if v.verdict and v.verdict.decision == "above"]
+    code = audit_exit_code(report_of({"scored": 10}, *vendors), False)
+    assert code == (3 if above else 0)
+    named = [line for line in capsys.readouterr().err.splitlines() if "above --tolerance" in line]
+    assert [line.split(":", 1)[1].split()[0] for line in named] == above
+    for v, line in zip([v for v in vendors if v.vendor in above], named, strict=True):
+        assert v.verdict and v.verdict.headline in line
 
 
 def test_usage_errors_stay_two(tmp_path):
@@ -128,20 +152,33 @@ def test_a_truncated_gzip_loses_rows_and_exits_five(tmp_path, texts):
 
 
 @pytest.mark.lm
-def test_fail_above_names_the_vendors_over_the_share_after_writing_the_report(tmp_path, texts):
+def test_the_tolerance_decides_the_verdicts_and_the_exit_code_alike(tmp_path, texts):
+    """--fail-above (the older name) and --tolerance are one option; the vendor above the tolerance is
+    `above` in report.json, in the printed headline and in the exit code; one whose interval spans it
+    is `undetermined`."""
     human, machine = texts
     rows = [{"vendor": "careful", "text": t} for t in human] + [{"vendor": "pasting", "text": t} for t in machine]
     delivery = write_table(pd.DataFrame(rows), tmp_path / "delivery.csv")
     clean = run_audit(delivery, tmp_path / "a", "--fail-above", "0.99")
     assert clean.exit_code == 0, clean.output
     report = json.loads((tmp_path / "a" / "report.json").read_text())
-    pasting = next(v for v in report["vendors"] if v["vendor"] == "pasting")
-    assert pasting["prevalence"]["ci_low"] > 0.2  # the premise: twelve LLM answers
-    above = run_audit(delivery, tmp_path / "b", "--fail-above", "0.2")
+    verdicts = {v["vendor"]: v["verdict"] for v in report["vendors"]}
+    assert report["configuration"]["tolerance"] == 0.99 and "above" not in {v["decision"] for v in verdicts.values()}
+    pasting, careful = verdicts["pasting"], verdicts["careful"]
+    assert pasting["at_least"] > 0.2  # the premise: twelve LLM answers
+    above = run_audit(delivery, tmp_path / "b", "--tolerance", "0.2")
     assert above.exit_code == 3, above.output
-    assert (tmp_path / "b" / "report.json").exists()
-    named = [line for line in above.output.splitlines() if "above --fail-above" in line]
+    decided = {v["vendor"]: v["verdict"] for v in json.loads((tmp_path / "b" / "report.json").read_text())["vendors"]}
+    assert decided["pasting"]["decision"] == "above" and decided["pasting"]["status"] == "above_tolerance"
+    assert f"verdict: {decided['pasting']['headline']}" in above.output
+    named = [line for line in above.output.splitlines() if "above --tolerance" in line]
     assert len(named) == 1 and "pasting" in named[0]
+    # a tolerance inside the careful vendor's interval: undetermined, and no exit 3 for it
+    inside = (careful["at_least"] + careful["at_most"]) / 2
+    spanned = run_audit(delivery, tmp_path / "c", "--tolerance", f"{inside:.6f}")
+    decided = {v["vendor"]: v["verdict"] for v in json.loads((tmp_path / "c" / "report.json").read_text())["vendors"]}
+    assert decided["careful"]["decision"] == "undetermined" and decided["careful"]["status"] == "cannot_tell"
+    assert spanned.exit_code == (3 if decided["pasting"]["decision"] == "above" else 0), spanned.output
 
 
 # ------------------------------------------------------------------ gate --on-inconclusive (fast n-gram scorer)

@@ -96,6 +96,7 @@ def comparable(report: dict) -> dict:
         "prevalence_from_flags",
         "prevalence_score_mixture",
         "score_histogram",
+        "verdict",
     )
     worker_keys = ("worker", "n_items", "n_flagged", "mean_probability", "prevalence", "p_uses_llm")
     return {
@@ -172,6 +173,74 @@ def test_report_tables_for_notebooks(audited, delivery, tmp_path):
     paths = report.save(tmp_path / "saved")
     assert {p.name for p in paths.values()} == {"report.json", "report.html", "report.md", "items.parquet"}
     assert Report.load(tmp_path / "saved").vendors.equals(vendors)
+
+
+@pytest.mark.lm
+def test_the_tolerance_decides_alike_in_python_and_on_the_command_line(audited, delivery):
+    """tolerance= is --tolerance: the same verdicts (decision, headline, interval) in both reports,
+    and the command exits 3 exactly when Python's decisions hold an `above`."""
+    hasty = audited["frame"].model.vendor("hasty").verdict
+    assert hasty is not None and hasty.at_least is not None and hasty.at_least > 0.05  # the premise
+    tolerance = 0.05
+    report = audit(delivery, **COLUMNS, tolerance=tolerance)
+    assert report.tolerance == tolerance and report.decisions["hasty"] == "above"
+    assert report.vendors.set_index("vendor").loc["hasty", "decision"] == "above"
+    assert "above your 5% tolerance" in repr(report).lower()
+    args = ["--text-col", "answer", "--vendor-col", "vendor", "--worker-col", "worker", "--id-col", "id"]
+    out = audited["root"] / "cli-tolerance"
+    result = runner.invoke(app, ["audit", str(audited["csv"]), *args, "--tolerance", str(tolerance), "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    cli = json.loads((out / "report.json").read_text())
+    assert comparable(json.loads(report.to_json())) == comparable(cli)
+    assert {v["vendor"]: v["verdict"]["decision"] for v in cli["vendors"]} == report.decisions
+
+
+def test_report_tables_carry_the_verdicts(tmp_path):
+    """The notebook tables read the stored verdicts (no LM: a constructed report)."""
+    from auditor.report.models import Methods, VendorReport
+    from auditor.report.models import Report as ReportModel
+    from auditor.report.verdict import verdict_for
+    from auditor.stats import Interval
+
+    def vendor(name: str, low: float, high: float) -> VendorReport:
+        made = VendorReport(
+            vendor=name,
+            n_items=100,
+            n_scored=100,
+            n_skipped=0,
+            n_flagged=10,
+            flag_rate=Interval(estimate=0.1, ci_low=0.05, ci_high=0.15),
+            prevalence=Interval(estimate=(low + high) / 2, ci_low=low, ci_high=high),
+        )
+        made.verdict = verdict_for(made, 0.9, 0.1)
+        return made
+
+    model = ReportModel(
+        created_at="2026-12-06T00:00:00+00:00",
+        inputs=[],
+        columns={},
+        configuration={"tolerance": 0.1},
+        models={},
+        methods=Methods(
+            interval_level=0.9,
+            primary="flags",
+            flag_rate="",
+            prevalence="",
+            prevalence_score_mixture="",
+            workers="",
+            error_rates={},
+        ),
+        totals={"rows": 300, "by_status": {"scored": 300}},
+        vendors=[vendor("over", 0.22, 0.87), vendor("spans", 0.02, 0.3), vendor("under", 0.0, 0.04)],
+    )
+    report = Report(model, tmp_path)
+    assert report.tolerance == 0.1
+    assert report.decisions == {"over": "above", "spans": "undetermined", "under": "within"}
+    table = report.vendors.set_index("vendor")
+    assert table["decision"].to_dict() == report.decisions
+    assert table.loc["over", "at_least"] == 0.22 and table.loc["under", "at_most"] == 0.04
+    assert table.loc["spans", "verdict"] == "cannot_tell" and table.loc["over", "headline"].startswith("Above")
+    assert "Above your 10% tolerance" in report._repr_html_() and "Within your 10% tolerance" in repr(report)
 
 
 @pytest.mark.lm
