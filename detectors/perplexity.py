@@ -4,7 +4,9 @@ Per text: mean token log-likelihood and its spread, mean log-rank, mean predicti
 the Fast-DetectGPT analytic sampling-discrepancy criterion (Bao et al. 2024), a
 Binoculars-style ratio of log-perplexity to the model's own cross-entropy (Hans et al.
 2024, with one model as observer and performer), Min-K% probability, GLTR-style rank
-fractions, and per-sentence scores so a report can show which spans look machine-written.
+fractions, the volatility of token log-likelihoods along the text (Lastde, Xu et al. 2025:
+the diversity entropy of the log-likelihood series at several time scales), and
+per-sentence scores so a report can show which spans look machine-written.
 
 The hot spot is the vocabulary: 49k logits per token. The transformer body runs on
 length-sorted, token-budgeted batches; the LM head then runs only on real (non-padding)
@@ -40,6 +42,8 @@ SIGNALS = (
     "min_k_prob",
     "rank1_frac",
     "rank10_frac",
+    "ll_volatility",
+    "lastde",
 )
 # Which way each signal moves for LLM-written text (+1: higher, -1: lower), as the methods
 # that define them intend; reports use it to say which signals "fired" for an item.
@@ -53,6 +57,8 @@ MACHINE_DIRECTION = {
     "min_k_prob": 1,
     "rank1_frac": 1,
     "rank10_frac": 1,
+    "ll_volatility": -1,
+    "lastde": 1,
 }
 # Token-level distributions (GLTR, Ghostbuster): the share of a text's tokens in each bin of
 # target rank, log-probability, predictive entropy and surprise (log-probability minus its
@@ -116,7 +122,7 @@ class PerplexityDetector(Detector):
     """
 
     name = "perplexity"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
@@ -299,6 +305,8 @@ class PerplexityDetector(Detector):
             "min_k_prob": float(np.sort(ll)[:k].mean()),
             "rank1_frac": float((rank < 1).mean()),
             "rank10_frac": float((rank < 10).mean()),
+            "ll_volatility": float(np.abs(np.diff(ll)).mean()) if n > 1 else float("nan"),
+            "lastde": lastde(ll),
         }
 
     # ------------------------------------------------------------- score mapping
@@ -324,6 +332,35 @@ class PerplexityDetector(Detector):
         intercept = getattr(self, "intercept_", -3.0)
         z = coef * frame[self.criterion].to_numpy(dtype=float) + intercept
         return 1.0 / (1.0 + np.exp(-z))
+
+
+LASTDE_SCALES = (1, 2, 3, 4)
+LASTDE_DIM = 3
+LASTDE_BINS = 10
+
+
+def diversity_entropy(series: np.ndarray, dim: int = LASTDE_DIM, bins: int = LASTDE_BINS) -> float:
+    """Normalised Shannon entropy of the cosine similarities between consecutive
+    ``dim``-long windows of ``series``: how varied its local shapes are (0: one shape)."""
+    if len(series) < dim + 1:
+        return float("nan")
+    windows = np.lib.stride_tricks.sliding_window_view(series, dim)
+    centred = windows - windows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    cosine = (centred[:-1] * centred[1:]).sum(axis=1) / np.maximum(norms[:-1] * norms[1:], 1e-12)
+    counts, _ = np.histogram(np.clip(cosine, -1.0, 1.0), bins=bins, range=(-1.0, 1.0))
+    share = counts[counts > 0] / counts.sum()
+    return float(-(share * np.log(share)).sum() / math.log(bins))
+
+
+def lastde(ll: np.ndarray) -> float:
+    """Lastde's score: mean token log-likelihood over the spread, across time scales, of the
+    log-likelihood series' diversity entropy (moving averages of 1-4 tokens). LLM text is
+    likely everywhere and its volatility looks alike at every scale."""
+    entropies = [diversity_entropy(np.convolve(ll, np.ones(scale) / scale, mode="valid")) for scale in LASTDE_SCALES]
+    if np.isnan(entropies).any():
+        return float("nan")
+    return float(ll.mean() / max(float(np.std(entropies)), 1e-3))
 
 
 def _length_batches(token_ids: list[list[int]], batch_tokens: int) -> list[list[int]]:
