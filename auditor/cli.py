@@ -239,6 +239,7 @@ def setup() -> None:
     """Provision the embedded models into the cache directory (idempotent) and check they load."""
     _quiet_libraries()
     from detectors.bundle import default_bundle_dir, load_bundle
+    from detectors.ngram import NgramClassifier, default_fast_dir
     from detectors.store import EMBEDDED_LM, provision_smollm2
 
     settings = get_settings()
@@ -251,15 +252,8 @@ def setup() -> None:
     info = classifier.lm_.model_info
     console.print(f"loaded {info['n_parameters'] / 1e6:.0f}M parameters on {info['device']} as {info['dtype']}")
     console.print(f"classifier bundle: {default_bundle_dir()}")
-    from auditor.training import ensure_fast_model
-
-    with console.status("fast n-gram classifier for the gate (trained once, about a minute)"):
-        try:
-            fast = ensure_fast_model(settings)
-        except FileNotFoundError as exc:  # a pip install has no shared data sets to train it on
-            warn(f"the gate's fast classifier is not trained ({exc}); `auditor gate --scorer lm` works without it")
-            return
-    console.print(f"fast classifier: {fast}")
+    fast = NgramClassifier.load(default_fast_dir())
+    console.print(f"fast n-gram classifier (the gate's scorer, part of the bundle): {fast.directory_}")
 
 
 STDIO = "-"

@@ -13,7 +13,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from auditor.calibration import (
-    CALIBRATION_FILE,
     Calibration,
     calibrate,
     heldout_mask,
@@ -25,7 +24,7 @@ from auditor.config import Settings
 from auditor.corpus import EVALUATION_ONLY_DOMAINS
 from auditor.features import FeatureStore
 from detectors.bundle import save_bundle
-from detectors.classifier import FEATURE_LAYERS, LMTextClassifier
+from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier
 from detectors.perplexity import MACHINE_DIRECTION, PerplexityDetector
 
 
@@ -60,7 +59,7 @@ def feature_detector(settings: Settings) -> PerplexityDetector:
         device=settings.device,
         dtype=settings.dtype,
         embeddings=True,
-        pool_layers=FEATURE_LAYERS,
+        pool_layers=SHIPPED_LAYERS,
         histograms=True,
         spans=False,
         cache_dir=str(settings.cache_dir),
@@ -114,23 +113,6 @@ def train_bundle(
 
 # ------------------------------------------------------------------ fast n-gram model
 FAST_MODEL = "fast-ngram-v2"
-
-
-def fast_model_dir(settings: Settings) -> Path:
-    """Where `auditor setup` trains the fast n-gram classifier (too large to ship in the repo)."""
-    return settings.cache_dir / FAST_MODEL
-
-
-def ensure_fast_model(settings: Settings, progress: Callable[[str], None] | None = None) -> Path:
-    """Train the fast model once per cache directory (idempotent, safe across processes)."""
-    from filelock import FileLock
-
-    out = fast_model_dir(settings)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
-        if not (out / CALIBRATION_FILE).exists():
-            train_fast_model(out, progress=progress)
-    return out
 
 
 def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[str], None] | None = None) -> Calibration:
@@ -188,7 +170,20 @@ def evaluate(sample: pd.DataFrame, threshold: float) -> dict:
         part = sample[sample["domain"] == domain]
         rows.append(_metrics(f"{domain} (evaluation only)", part, threshold))
     rows.append(_metrics("all test rows", sample[sample["split"] == "test"], threshold))
+    held_out = sample[(sample["split"] == "test") | sample["domain"].isin(EVALUATION_ONLY_DOMAINS)]
+    for domain in REGISTERS:  # writers of one kind: non-native, school, college, research
+        rows.append(_metrics(f"register: {domain}", held_out[held_out["domain"] == domain], threshold))
+    words = held_out["text"].str.split().str.len()
+    for low, high in LENGTH_BUCKETS:
+        rows.append(_metrics(f"length {low}-{high or ''} words", held_out[words.between(low, high or 1e9)], threshold))
     return {"threshold": threshold, "rows": rows}
+
+
+# Registers whose human writers differ in kind (Liang et al.'s sets: non-native TOEFL essays,
+# US 8th-grade and college essays, CS224N abstracts), and length buckets, each reported apart
+# (test split and evaluation-only sets): where one threshold treats some writers unfairly.
+REGISTERS = ("toefl_essay_nonnative", "us_8th_grade_essay", "college_admission_essay", "cs224n_abstract")
+LENGTH_BUCKETS = ((0, 49), (50, 149), (150, 299), (300, None))
 
 
 def _metrics(name: str, part: pd.DataFrame, threshold: float) -> dict:

@@ -29,6 +29,7 @@ from auditor.scoring.schema import FLAG_REASON, FLAGGED, PROBABILITY, SCORED, SI
 from detectors import SCORE, create, load
 from detectors.bundle import default_bundle_dir
 from detectors.duplicates import DUPLICATE_COLUMNS, NearDuplicateDetector
+from detectors.ngram import default_fast_dir
 
 if TYPE_CHECKING:
     from auditor.execution import Executor
@@ -67,9 +68,7 @@ class ReferenceScores:
 
 def default_model_dir(kind: str, settings: Settings) -> Path:
     if kind == "fast":
-        from auditor.training import ensure_fast_model
-
-        return ensure_fast_model(settings)
+        return default_fast_dir()
     return Path(settings.model_dir or default_bundle_dir())
 
 
