@@ -66,6 +66,11 @@ def _wait_ready(client: httpx.Client, name: str) -> None:
                 TIMINGS["ready (s)"] = round(time.monotonic() - started, 1)
                 return
             last = f"{answer.status_code} {answer.text[:500]}"
+            if answer.status_code == 503 and answer.json().get("models") == "failed":  # for ever: say why now
+                why = client.get("/healthz", timeout=5).text
+                pytest.fail(
+                    f"the service could not load its models: {why}\n{podman('logs', name, check=False).stderr[-3000:]}"
+                )
         except httpx.TransportError as error:
             last = repr(error)
         time.sleep(2)
@@ -102,24 +107,22 @@ def test_image_runs_as_its_own_non_root_user(container):
     assert set(uids) == {str(SERVICE_UID)}, status
 
 
-def test_service_user_reads_every_model_file(container):
+def test_service_user_reads_every_model_file():
     """The defect this image had: the LM's weights were written 0600 by root at build time, so
-    the service user could not load them and /readyz stayed 503 for ever."""
-    name = container["name"]
-    models = podman("exec", name, "find", "/var/lib/auditor/models", "-type", "f").stdout.split()
-    assert any(path.endswith("/model.safetensors") for path in models), models
-    unreadable = podman("exec", name, "find", "/opt/auditor", "/var/lib/auditor", "!", "-readable").stdout.split()
-    assert not unreadable, f"the service user cannot read {unreadable[:20]}"
-    # and reads them for real, to the last byte of the weights
-    read = podman(
-        "exec",
-        name,
-        "python",
-        "-c",
-        "import pathlib, sys; print(sum(len(p.read_bytes()) for p in pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()))",
-        "/var/lib/auditor/models",
-    ).stdout
-    assert int(read) > 50_000_000
+    the service user could not load them and /readyz stayed 503 for ever. Checked in a container
+    of its own (the image's user, no server), so that it names the file even where the service
+    cannot start."""
+    script = (
+        "import json, os, pathlib, sys\n"
+        "files = [p for root in sys.argv[1:] for p in pathlib.Path(root).rglob('*') if p.is_file()]\n"
+        "unreadable = [str(p) for p in files if not os.access(p, os.R_OK)]\n"
+        "weights = pathlib.Path(sys.argv[1], 'models/smollm2-135m-instruct/model.safetensors')\n"
+        "size = len(weights.read_bytes()) if weights.exists() and not unreadable else None\n"
+        "print(json.dumps({'unreadable': unreadable, 'files': len(files), 'weights_bytes': size}))\n"
+    )
+    found = json.loads(podman("run", "--rm", IMAGE, "python", "-c", script, "/var/lib/auditor", "/opt/auditor").stdout)
+    assert not found["unreadable"], f"the service user cannot read {found['unreadable'][:20]}"
+    assert found["weights_bytes"] > 50_000_000, found
 
 
 def test_torch_is_the_cpu_build(container):

@@ -6,4 +6,4 @@ PYTHON_STANDIN=localhost/auditor-standin-python:3.11-bookworm
 POSTGRES_STANDIN=localhost/auditor-standin-postgres:15
 REDIS_STANDIN=localhost/auditor-standin-redis:7
 # Logs and the generated pip configuration; kept between runs on the same machine.
-CACHE=${AUDITOR_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-auditor-container}
+CACHE=${AUDITOR_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/llm-auditor-container}
