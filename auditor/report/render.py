@@ -82,6 +82,15 @@ def estimates_chart(report: Report) -> str:
         est = np.array([v.estimate for v in values])
         err = np.array([[v.estimate - v.ci_low for v in values], [v.ci_high - v.estimate for v in values]])
         axis.errorbar(est, y + offset, xerr=np.clip(err, 0, None), fmt=marker, color=colour, capsize=3, label=label)
+    tolerance = report.configuration.get("tolerance")
+    if tolerance is not None:
+        axis.axvline(
+            float(tolerance),
+            color="#1f3a93",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"your tolerance ({pct(float(tolerance))})",
+        )
     axis.set_yticks(y, [f"{v.vendor} (n={v.n_scored})" for v in vendors])
     axis.set_xlim(-0.02, 1.02)
     axis.set_xlabel(f"share of items ({int(100 * report.methods.interval_level)}% intervals)")

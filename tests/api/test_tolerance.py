@@ -141,5 +141,6 @@ def test_the_served_report_carries_the_decisions(app, client):
     assert verdicts["acme"]["tolerance"] == 0.1 and verdicts["acme"]["at_least"] == 0.22
     html = client.get(f"/v1/audits/{audit_id}/report", params={"format": "html"}).text
     assert 'data-decision="above"' in html and 'data-decision="undetermined"' in html
+    assert "dashed line: your tolerance, 10.0%" in html  # the estimates chart draws it
     markdown = client.get(f"/v1/audits/{audit_id}/report", params={"format": "md"}).text
     assert "⚠ Above tolerance" in markdown and verdicts["beta"]["headline"] in markdown
