@@ -23,6 +23,7 @@ from api.request_id import HEADER, RequestIdMiddleware, tag_log_lines
 from api.routes import audits, health, reference, score, tasks, vendors
 from api.schemas import Problem as ProblemSchema
 from api.settings import ServiceSettings, get_service_settings
+from api.tiers import FastTier
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,16 @@ def _load_scorer(settings: ServiceSettings):
     from auditor.scoring import Scorer
 
     return Scorer(settings, reference=False).setup()
+
+
+def _load_fast_scorer(settings: ServiceSettings):
+    """The fast tier's model: the shipped n-gram classifier and its calibration (no LM)."""
+    from auditor.scoring import Scorer
+
+    scorer = Scorer(settings, reference=False, kind="fast").setup()
+    scorer.require_calibration()  # flagged needs its own threshold: refuse a model without one
+    scorer.detect(["warm-up text for the scoring kernels."])
+    return scorer
 
 
 def _start_loading(app: FastAPI, settings: ServiceSettings) -> None:
@@ -152,14 +163,15 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
         tag_log_lines()  # logging is configured by now (uvicorn's too)
         if load_models:
             _start_loading(app, settings)
-        app.state.batcher = ScoreBatcher(
-            lambda texts: app.state.scorer.detect(texts),
-            settings.score_batch_wait_ms / 1000,
-            settings.max_texts_per_request,
-        )
+            app.state.fast.start()  # apart from the LM: the fast tier answers while the LM loads
+        wait, most = settings.score_batch_wait_ms / 1000, settings.max_texts_per_request
+        app.state.batcher = ScoreBatcher(lambda texts: app.state.scorer.detect(texts), wait, most)
+        app.state.fast_batcher = ScoreBatcher(lambda texts: app.state.fast.get().detect(texts), wait, most)
         await app.state.batcher.start()
+        await app.state.fast_batcher.start()
         yield
         await app.state.batcher.stop()
+        await app.state.fast_batcher.stop()
 
     app = AuditorAPI(
         title="LLM contamination auditor",
@@ -176,6 +188,8 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
     app.state.sessions = session_factory(settings.database)
     app.state.scorer = None
     app.state.models = "not loaded"
+    # Loaded at start-up with the LM (load_models), else by the first fast-tier request.
+    app.state.fast = FastTier(lambda: _load_fast_scorer(settings))
     app.state.model_error = None
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

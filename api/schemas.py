@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.tiers import TIER_DESCRIPTION, Tier
 from auditor.tasks.store import TaskInfo
 
 
@@ -56,6 +57,9 @@ class Problem(BaseModel):
     column: str | None = Field(None, description="the column the error is about")
     checks: dict[str, bool] | None = Field(None, description="/readyz: which readiness checks pass")
     models: str | None = Field(None, description="/readyz: loading, loaded or failed")
+    tiers: dict[str, str] | None = Field(
+        None, description="/readyz: each scoring tier's model (lm, fast): not loaded, loading, loaded or failed"
+    )
 
 
 class ScoreRequest(BaseModel):
@@ -67,7 +71,8 @@ class ScoreRequest(BaseModel):
                         "Certainly! Here is a concise summary of the article's main points.",
                         "we went to the lake on sunday, water was freezing lol",
                         None,
-                    ]
+                    ],
+                    "tier": "lm",
                 }
             ]
         }
@@ -76,6 +81,7 @@ class ScoreRequest(BaseModel):
     texts: list[str | None] = Field(
         description="texts to score, in order; null or empty texts are answered with a skip_reason"
     )
+    tier: Tier = Field("lm", description=TIER_DESCRIPTION)
 
 
 class ScoreResult(BaseModel):
@@ -90,8 +96,13 @@ class ScoreResult(BaseModel):
 
 class ScoreResponse(BaseModel):
     results: list[ScoreResult]
-    model: str
-    threshold: float
+    tier: Tier = Field(description="the tier that scored the texts (as requested)")
+    model: str = Field(description="the scoring model's id: classifier-v3 (lm), ngram-classifier-v1 (fast) ...")
+    model_version: str = Field(description="the scoring model's version (the detector's, as in its id)")
+    model_created_at: str | None = Field(
+        None, description="when the model's weights were trained (its manifest), telling retrained models apart"
+    )
+    threshold: float = Field(description="the tier's calibrated threshold: flagged when llm_probability > threshold")
 
 
 class AuditRowsRequest(BaseModel):

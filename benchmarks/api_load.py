@@ -1,13 +1,16 @@
 """Load on the REST service: a real server on loopback, real texts, the embedded model warm.
 
-    python benchmarks/api_load.py [--requests 96] [--audit-rows 1000] [--out benchmarks/results/api_load.md]
+    python benchmarks/api_load.py [--tier lm|fast] [--requests 96] [--audit-rows 1000] [--out benchmarks/results/api_load.md]
 
-* ``POST /v1/score`` with 1 text and with 32 texts per request, at concurrency 1, 8 and 32
-  (that many clients, each sending its next request when the last one answered): p50/p95
-  latency, texts/s and errors. Every text is sent once only, so no answer comes from
-  the scorer's memo of texts it has seen.
+* ``POST /v1/score`` of ``--tier`` (``lm``, the default, or ``fast``: the n-gram model) with 1
+  text and with 32 texts per request, at concurrency 1, 8 and 32 (that many clients, each
+  sending its next request when the last one answered): p50/p95/p99 latency, texts/s and
+  errors. Every text is sent once only, so no answer comes from the scorer's memo of texts
+  it has seen. Every answer must name the tier asked for (else it counts as an error).
 * ``POST /v1/audits`` of ``--audit-rows`` rows (JSON rows), timed from submission to
-  ``succeeded`` with the one worker ``auditor serve`` starts: rows per minute.
+  ``succeeded`` with the one worker ``auditor serve`` starts: rows per minute (``0``: no audit).
+
+The service is warm: both tiers' models loaded (/readyz 200) and 16 requests sent before measuring.
 
 The server runs as ``auditor serve`` in its own process with a fresh SQLite database;
 texts are the test split of ../shared/datasets (answers, summaries, essays as they come).
@@ -42,15 +45,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "auditor.cli", "serve", "--port", str(port), "--workers", "1"]
+def start_server(env: dict[str, str], port: int, log: Path, workers: int = 1) -> subprocess.Popen:
+    command = [sys.executable, "-m", "auditor.cli", "serve", "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            if ready.status_code == 200 and ready.json()["tiers"]["fast"] == "loaded":
                 return server
         except httpx.TransportError:
             pass
@@ -58,11 +62,14 @@ def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError("server did not become ready")
 
 
-async def load(url: str, key: str, texts: list[str], per_request: int, concurrency: int, n_requests: int) -> dict:
-    """``concurrency`` clients send ``n_requests`` requests of ``per_request`` distinct texts."""
+async def load(
+    url: str, key: str, texts: list[str], per_request: int, concurrency: int, n_requests: int, tier: str = "lm"
+) -> dict:
+    """``concurrency`` clients send ``n_requests`` requests of ``per_request`` distinct texts to ``tier``."""
     batches = [texts[i * per_request : (i + 1) * per_request] for i in range(n_requests)]
     latencies: list[float] = []
     errors = 0
+    models: set[str | None] = set()
     queue: asyncio.Queue = asyncio.Queue()
     for batch in batches:
         queue.put_nowait(batch)
@@ -72,9 +79,11 @@ async def load(url: str, key: str, texts: list[str], per_request: int, concurren
         while not queue.empty():
             batch = queue.get_nowait()
             started = time.perf_counter()
-            response = await client.post("/v1/score", json={"texts": batch})
+            response = await client.post("/v1/score", json={"texts": batch, "tier": tier})
             latencies.append(time.perf_counter() - started)
-            errors += response.status_code != 200 or len(response.json()["results"]) != len(batch)
+            answer = response.json() if response.status_code == 200 else {}
+            errors += len(answer.get("results", ())) != len(batch) or answer.get("tier") != tier
+            models.add(answer.get("model"))
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}, timeout=300, limits=limits) as client:
@@ -83,11 +92,14 @@ async def load(url: str, key: str, texts: list[str], per_request: int, concurren
         wall = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {
+        "tier": tier,
+        "model": ", ".join(sorted(str(m) for m in models)),
         "texts/request": per_request,
         "concurrency": concurrency,
         "requests": len(batches),
         "p50 ms": float(np.percentile(ms, 50)),
         "p95 ms": float(np.percentile(ms, 95)),
+        "p99 ms": float(np.percentile(ms, 99)),
         "texts/s": len(batches) * per_request / wall,
         "errors": errors,
     }
@@ -115,31 +127,45 @@ def audit_rate(url: str, key: str, texts: list[str]) -> dict:
     }
 
 
-def markdown(results: list[dict], audit: dict, lengths: np.ndarray) -> str:
+def markdown(results: list[dict], audit: dict | None, lengths: np.ndarray, cpu: str) -> str:
     lines = [
-        "| texts per request | concurrency | requests | p50 latency (ms) | p95 latency (ms) | texts/s | errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"Tier `{results[0]['tier']}` (model {results[0]['model']}); CPU: {cpu}.",
+        "",
+        "| texts per request | concurrency | requests | p50 latency (ms) | p95 latency (ms) | p99 latency (ms) "
+        "| texts/s | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['texts/request']} | {r['concurrency']} | {r['requests']} | {r['p50 ms']:.0f} | {r['p95 ms']:.0f} | "
-            f"{r['texts/s']:.1f} | {r['errors']} |"
+            f"{r['p99 ms']:.0f} | {r['texts/s']:.1f} | {r['errors']} |"
         )
-    lines += [
-        "",
-        f"Audit of {audit['rows']} rows submitted as JSON, one worker: {audit['status']} in {audit['seconds']:.0f} s "
-        f"= **{audit['rows/min']:.0f} rows/min** (report served: {audit['report']}).",
-        "",
-        f"Texts: median {np.median(lengths):.0f} characters (p90 {np.percentile(lengths, 90):.0f}).",
-    ]
+    if audit is not None:
+        lines += [
+            "",
+            f"Audit of {audit['rows']} rows submitted as JSON, one worker: {audit['status']} in "
+            f"{audit['seconds']:.0f} s = **{audit['rows/min']:.0f} rows/min** (report served: {audit['report']}).",
+        ]
+    lines += ["", f"Texts: median {np.median(lengths):.0f} characters (p90 {np.percentile(lengths, 90):.0f})."]
     return "\n".join(lines) + "\n"
+
+
+def cpu_name() -> str:
+    """The CPU's model name and how many cores this process may use."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = "unknown CPU"
+    return f"{name}, {len(os.sched_getaffinity(0))} cores"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tier", choices=("lm", "fast"), default="lm", help="the scoring tier to load")
     parser.add_argument("--requests", type=int, default=96, help="requests per one-text scenario")
     parser.add_argument("--batched-requests", type=int, default=8, help="requests per 32-text scenario")
-    parser.add_argument("--audit-rows", type=int, default=1000)
+    parser.add_argument("--audit-rows", type=int, default=1000, help="rows of the timed audit (0: no audit)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "api_load.md")
     args = parser.parse_args()
@@ -165,7 +191,8 @@ def main() -> None:
     )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(env, port, tmp / "server.log")
+    # No audit, no worker: an idle worker holds the LM in memory but takes no CPU from the web process.
+    server = start_server(env, port, tmp / "server.log", workers=1 if args.audit_rows else 0)
     try:
         used = 0
 
@@ -174,13 +201,13 @@ def main() -> None:
             used += n
             return pool[used - n : used]
 
-        asyncio.run(load(url, key, take(16), 1, 1, 16))  # warm-up: compiled kernels, first allocations
+        asyncio.run(load(url, key, take(16), 1, 1, 16, args.tier))  # warm-up: compiled kernels, allocations
         results = []
         for per_request, concurrency in SCENARIOS:
             n = args.requests if per_request == 1 else args.batched_requests
-            results.append(asyncio.run(load(url, key, take(n * per_request), per_request, concurrency, n)))
+            results.append(asyncio.run(load(url, key, take(n * per_request), per_request, concurrency, n, args.tier)))
             print(results[-1], flush=True)
-        audit = audit_rate(url, key, take(args.audit_rows))
+        audit = audit_rate(url, key, take(args.audit_rows)) if args.audit_rows else None
         print(audit, flush=True)
         lengths = np.array([len(t) for t in pool[:used]])
     finally:
@@ -189,7 +216,7 @@ def main() -> None:
             server.wait(timeout=120)
         except subprocess.TimeoutExpired:
             server.kill()
-    text = markdown(results, audit, lengths)
+    text = markdown(results, audit, lengths, cpu_name())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

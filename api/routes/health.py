@@ -44,8 +44,10 @@ def healthz(request: Request):
     responses=problem_responses((503, "not ready: `checks` says why (Retry-After while the models load)")),
 )
 def readyz(request: Request):
-    """Ready to serve: the model is loaded and the database answers."""
+    """Ready to serve: the model is loaded and the database answers. ``tiers`` says which scoring
+    tiers' models are loaded: the fast tier answers while the LM loads (503 here meanwhile)."""
     state = request.app.state
+    tiers = {"lm": state.models, "fast": state.fast.state}
     checks = {"model_loaded": state.scorer is not None}
     try:
         with state.sessions() as session:
@@ -57,11 +59,11 @@ def readyz(request: Request):
         failing = ", ".join(k for k, ok in checks.items() if not ok)
         if state.models == "loading":
             failing += " (the models are loading, retry)"
-        response = problem_response(503, f"not ready: {failing}", checks=checks, models=state.models)
+        response = problem_response(503, f"not ready: {failing}", checks=checks, models=state.models, tiers=tiers)
         if state.models == "loading":
             response.headers["Retry-After"] = str(LOADING_RETRY_AFTER_S)
         return response
-    return {"status": "ready", **checks}
+    return {"status": "ready", **checks, "tiers": tiers}
 
 
 @router.get(

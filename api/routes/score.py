@@ -9,9 +9,10 @@ from typing import Annotated
 import pandas as pd
 from fastapi import APIRouter, Body, Request
 
-from api.deps import ScorerDep, SettingsDep, TenantDep
+from api.deps import SettingsDep, TenantDep, get_scorer
 from api.problems import Problem, problem_responses
 from api.schemas import ScoreRequest, ScoreResponse, ScoreResult
+from api.tiers import FastTier
 from auditor.scoring import SCORED, SIGNAL_PREFIX, Scorer
 
 router = APIRouter(tags=["score"])
@@ -36,7 +37,11 @@ _EXAMPLES = {
                 None,
             ]
         },
-    }
+    },
+    "the fast tier": {
+        "summary": "the n-gram model: tens of milliseconds a text, answers while the LM loads; weaker than the LM",
+        "value": {"texts": ["Certainly! Here is a concise summary of the article's main points."], "tier": "fast"},
+    },
 }
 
 
@@ -50,10 +55,11 @@ async def score(
     body: Annotated[ScoreRequest, Body(openapi_examples=_EXAMPLES)],
     request: Request,
     tenant: TenantDep,
-    scorer: ScorerDep,
     settings: SettingsDep,
 ) -> ScoreResponse:
-    """Score texts synchronously, in input order. For more than the configured maximum, submit an audit."""
+    """Score texts synchronously, in input order, with the requested tier's model (`lm` by default;
+    `fast`: the n-gram model, which answers while the LM loads). For more than the configured
+    maximum, submit an audit."""
     limit = settings.max_texts_per_request
     if len(body.texts) > limit:
         raise Problem(
@@ -61,16 +67,32 @@ async def score(
             f"{len(body.texts)} texts in one request; the limit is {limit}. Send larger sets as an audit (POST /v1/audits)",
             limit=limit,
         )
+    state = request.app.state
+    scorer: Scorer
+    if body.tier == "fast":
+        fast: FastTier = state.fast
+        # Loaded at start-up in the background; a request arriving first loads it (off the loop).
+        scorer = fast.scorer if fast.scorer is not None else await asyncio.to_thread(fast.get)
+        batcher = state.fast_batcher
+    else:
+        scorer, batcher = get_scorer(request), state.batcher  # 503 with Retry-After while the LM loads
     calibration = scorer.require_calibration()
+    answer = {
+        "tier": body.tier,
+        "model": scorer.classifier.id,
+        "model_version": scorer.classifier.version,
+        "model_created_at": getattr(scorer.classifier, "manifest_", {}).get("created_at"),
+        "threshold": calibration.threshold,
+    }
     if not body.texts:
-        return ScoreResponse(results=[], model=scorer.classifier.id, threshold=calibration.threshold)
-    detected = await request.app.state.batcher.submit(body.texts)
+        return ScoreResponse(results=[], **answer)
+    detected = await batcher.submit(body.texts)
     tenant_scorer = scorer.with_reference(settings.tenant_reference_location(tenant.id))
     # Duplicate lookups and building the answer are CPU work too: off the event loop, so other
     # requests keep being accepted and batched meanwhile.
     results = await asyncio.to_thread(_results, tenant_scorer, body.texts, detected)
-    request.app.state.metrics.texts_scored.inc(len(body.texts))
-    return ScoreResponse(results=results, model=scorer.classifier.id, threshold=calibration.threshold)
+    state.metrics.texts_scored.inc(len(body.texts))
+    return ScoreResponse(results=results, **answer)
 
 
 def _results(scorer: Scorer, texts: list, detected: pd.DataFrame) -> list[ScoreResult]:

@@ -116,11 +116,37 @@ def test_answers_while_the_models_load_then_becomes_ready(launch):
         while (ready := client.get("/readyz")).status_code != 200:
             assert ready.json()["models"] == "loading" and time.monotonic() < deadline
             time.sleep(0.5)
-        assert ready.json() == {"status": "ready", "model_loaded": True, "database": True}
+        assert ready.json() == {
+            "status": "ready",
+            "model_loaded": True,
+            "database": True,
+            "tiers": {"lm": "loaded", "fast": "loaded"},
+        }
         assert "Retry-After" not in ready.headers
         scored = client.post("/v1/score", json={"texts": ["a text to score"]})
         assert scored.status_code == 200 and len(scored.json()["results"]) == 1
         assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_fast_tier_answers_while_the_lm_loads(launch):
+    """The LM never finishes loading here (the gate stays shut): /readyz is 503 throughout, the
+    LM tier 503 with Retry-After, and the fast tier (its model loaded apart) answers."""
+    url, _, key = launch()
+    with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": key}) as client:
+        deadline = time.monotonic() + 120
+        while (ready := client.get("/readyz")).json()["tiers"]["fast"] != "loaded":
+            assert ready.json()["tiers"]["fast"] == "loading" and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+        assert ready.json()["models"] == "loading" and ready.json()["tiers"] == {"lm": "loading", "fast": "loaded"}
+        texts = ["Certainly! Here is a concise summary of the article's main points.", "lol the lake was freezing"]
+        scored = client.post("/v1/score", json={"texts": texts, "tier": "fast"})
+        assert scored.status_code == 200, scored.text
+        assert scored.json()["tier"] == "fast" and scored.json()["model"] == "ngram-classifier-v1"
+        assert [0 <= r["llm_probability"] <= 1 for r in scored.json()["results"]] == [True, True]
+        lm = client.post("/v1/score", json={"texts": texts})
+        assert lm.status_code == 503 and lm.headers["Retry-After"] == "5"
+        assert client.get("/readyz").json()["models"] == "loading"
 
 
 def test_a_failed_load_fails_liveness(launch):

@@ -65,6 +65,7 @@ def test_score_answers_in_order_with_signals(service, tenants, texts):
         assert one.status_code == 200
         body = one.json()
         assert len(body["results"]) == 1 and 0 <= body["results"][0]["llm_probability"] <= 1
+        assert body["tier"] == "lm" and body["model"] == "classifier-v3"  # the default tier: today's model
         assert {"fast_detectgpt", "binoculars", "ll_mean", "spans"} <= set(body["results"][0]["signals"])
         batch = texts["human"][:5] + [None, ""] + texts["machine"][:5]
         results = client.post("/v1/score", json={"texts": batch}).json()["results"]

@@ -1,0 +1,131 @@
+"""The fast tier of POST /v1/score (`"tier": "fast"`): the shipped n-gram model, its own calibrated
+threshold, the tier and model named in every answer, and no wait for the LM.
+
+In-process on an app that never loads the LM (so `"tier": "lm"` answers 503 throughout); the
+fast model loads on the first request that needs it. The same tier on a real server whose LM is
+still loading is in test_readiness.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from detectors.ngram import default_fast_dir
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from api.main import create_app
+    from api.settings import ServiceSettings
+
+    tmp = tmp_path_factory.mktemp("fast-tier")
+    settings = ServiceSettings(cache_dir=tmp, database_url=f"sqlite:///{tmp / 'auditor.db'}")
+    return create_app(settings, load_models=False)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from api.keys import create_key
+
+    with app.state.sessions() as session:
+        key = create_key(session, "fast-tier")[0]
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def texts(mini_corpus):
+    """Human and LLM-written answers of one task from the test split (never trained on)."""
+    pool = mini_corpus[(mini_corpus.dataset == "l2r_rewrites") & (mini_corpus.split == "test")]
+    return {
+        "human": pool[pool.label == 0].sample(12, random_state=7).text.tolist(),
+        "machine": pool[pool.label == 1].sample(12, random_state=7).text.tolist(),
+    }
+
+
+def fast_threshold() -> float:
+    return json.loads((default_fast_dir() / "calibration.json").read_text())["threshold"]
+
+
+def test_the_fast_tier_scores_with_the_ngram_model_and_its_own_threshold(client, texts):
+    batch = texts["human"] + [None, ""] + texts["machine"]
+    response = client.post("/v1/score", json={"texts": batch, "tier": "fast"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    manifest = json.loads((default_fast_dir() / "ngram.json").read_text())
+    assert body["tier"] == "fast"
+    assert body["model"] == manifest["detector"]["id"] == "ngram-classifier-v1"
+    assert body["model_version"] == manifest["detector"]["version"]
+    assert body["model_created_at"] == manifest["created_at"]
+    assert body["threshold"] == pytest.approx(fast_threshold())
+
+    results = body["results"]
+    assert len(results) == len(batch)
+    assert [r["skip_reason"] for r in results[12:14]] == ["missing", "empty"]
+    assert all(r["llm_probability"] is None and not r["flagged"] for r in results[12:14])
+    human = np.array([r["llm_probability"] for r in results[:12]])
+    machine = np.array([r["llm_probability"] for r in results[14:]])
+    assert np.all((human >= 0) & (human <= 1)) and np.all((machine >= 0) & (machine <= 1))
+    # Ordered correctly: the LLM-written answers score higher, on average and pair by pair
+    # (the n-gram model's held-out AUC on this task is about 0.9).
+    assert machine.mean() > human.mean() + 0.2
+    assert (machine[:, None] > human[None, :]).mean() > 0.75
+    # flagged is the fast model's calibration (no reference index here): above its threshold
+    for r in results[:12] + results[14:]:
+        assert r["flagged"] == (r["llm_probability"] > body["threshold"]), r
+        if r["flagged"]:
+            assert f"threshold {body['threshold']:.3f}" in r["flag_reason"]
+
+
+def test_the_fast_tier_answers_while_the_lm_is_not_loaded(client, texts):
+    """The app never loads the LM: the LM tier (the default) is 503 with Retry-After, the fast
+    tier answers, the same text the same way each time (the second from the memo)."""
+    lm = client.post("/v1/score", json={"texts": [texts["machine"][0]]})
+    assert lm.status_code == 503 and lm.headers["Retry-After"] == "5" and "loading" in lm.json()["detail"]
+    assert client.post("/v1/score", json={"texts": [texts["machine"][0]], "tier": "lm"}).status_code == 503
+    first = client.post("/v1/score", json={"texts": [texts["machine"][0]], "tier": "fast"})
+    again = client.post("/v1/score", json={"texts": [texts["machine"][0]], "tier": "fast"})
+    assert first.status_code == again.status_code == 200
+    assert first.json()["results"] == again.json()["results"]
+    empty = client.post("/v1/score", json={"texts": [], "tier": "fast"}).json()
+    assert empty["results"] == [] and empty["tier"] == "fast" and empty["model"] == "ngram-classifier-v1"
+
+
+def test_the_fast_tier_keeps_the_limit_on_texts_per_request(client, app):
+    limit = app.state.settings.max_texts_per_request
+    response = client.post("/v1/score", json={"texts": ["a text"] * (limit + 1), "tier": "fast"})
+    assert response.status_code == 413 and response.json()["limit"] == limit
+
+
+@pytest.mark.parametrize("tier", ["gpu", "FAST", "", 1, None])
+def test_an_unknown_tier_is_422_naming_the_field(client, tier):
+    response = client.post("/v1/score", json={"texts": ["a text"], "tier": tier})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert [e["location"] for e in problem["errors"]] == ["body.tier"]
+    assert "'lm' or 'fast'" in problem["detail"]
+
+
+def test_the_openapi_document_lists_both_tiers(client):
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    tier = schemas["ScoreRequest"]["properties"]["tier"]
+    assert tier["enum"] == ["lm", "fast"] and tier["default"] == "lm"
+    assert "n-gram" in tier["description"] and "LM" in tier["description"]
+    response = schemas["ScoreResponse"]
+    assert {"tier", "model", "model_version", "threshold"} <= set(response["required"])
+    assert response["properties"]["tier"]["enum"] == ["lm", "fast"]
+    examples = document["paths"]["/v1/score"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert {example["value"].get("tier") for example in examples.values()} >= {"fast"}
+
+
+def test_readiness_reports_each_tier(client):
+    """The app loads no LM: /readyz stays 503, and says the fast tier is loaded (by now)."""
+    client.post("/v1/score", json={"texts": ["a text"], "tier": "fast"})
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["tiers"] == {"lm": "not loaded", "fast": "loaded"}
