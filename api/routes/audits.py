@@ -12,9 +12,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from api.db import AuditFile, AuditJob
 from api.deps import SessionDep, SettingsDep, TasksDep, TenantDep
+from api.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, earlier, fingerprint, remember
 from api.jobs import REFERENCE_ROLES, SUCCEEDED, job_status
 from api.problems import Problem, problem_responses
 from api.schemas import AuditRowsRequest, AuditStatus
@@ -128,6 +130,16 @@ class Submission:
     options: AuditOptions
     format: str
     references: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """The same for the same delivery, references and options, however they were sent."""
+        head = {
+            "name": self.name,
+            "format": self.format,
+            "options": self.options.model_dump(mode="json"),
+            "references": {role: name for role, (name, _) in sorted(self.references.items())},
+        }
+        return fingerprint(head, self.data, *(data for _, (_, data) in sorted(self.references.items())))
 
 
 def _options(fields: dict[str, Any]) -> AuditOptions:
@@ -257,16 +269,24 @@ def _check(submission: Submission, settings: ServiceSettings) -> int:
     status_code=202,
     response_model=AuditStatus,
     openapi_extra=_UPLOAD_BODY,
-    responses=problem_responses(
-        400,
-        (404, "no such task for this key"),
-        (413, "the upload or the number of rows is over the limit (`limit`)"),
-        (415, "neither JSON nor multipart, or a file of unknown format"),
-        (
-            422,
-            "the options or the delivery cannot be used: unknown columns, unreadable file, bad level or tolerance ...",
+    responses={
+        200: {
+            "description": "a retry: the job the first request with this Idempotency-Key created (its status now), "
+            f"with its Location and `{REPLAYED_HEADER}: true`",
+            "model": AuditStatus,
+        },
+        **problem_responses(
+            400,
+            (404, "no such task for this key"),
+            (409, "the Idempotency-Key was first sent with another request"),
+            (413, "the upload or the number of rows is over the limit (`limit`)"),
+            (415, "neither JSON nor multipart, or a file of unknown format"),
+            (
+                422,
+                "the options or the delivery cannot be used: unknown columns, unreadable file, bad level or tolerance ...",
+            ),
         ),
-    ),
+    },
 )
 async def submit_audit(
     request: Request,
@@ -275,11 +295,16 @@ async def submit_audit(
     tenant: TenantDep,
     settings: SettingsDep,
     tasks: TasksDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> AuditStatus:
     """Queue a delivery for audit with every option of `auditor audit` (columns of every role,
     human/machine references, stored task references, interval level, tolerance). Answers 202 with the
-    job's Location; 404 when the task is not one of this tenant's."""
+    job's Location; 404 when the task is not one of this tenant's. With an `Idempotency-Key`, a retry
+    of the same request answers 200 with the job the first one created (no second job)."""
     submission = await _parse_submission(request, settings)
+    request_hash = submission.fingerprint() if idempotency_key else ""
+    if idempotency_key and (job_id := earlier(session, tenant.id, _SUBMIT, idempotency_key, request_hash)):
+        return _replay(session, response, job_id)
     if submission.options.task:
         tasks.require(submission.options.task)
     rows = _check(submission, settings)
@@ -291,8 +316,28 @@ async def submit_audit(
     session.flush()
     for role, (name, data) in submission.references.items():
         session.add(AuditFile(job_id=job.id, role=role, name=name, data=data))
-    session.commit()
+    if idempotency_key:
+        remember(session, tenant.id, _SUBMIT, idempotency_key, request_hash, job.id)
+    try:
+        session.commit()
+    except IntegrityError:  # the same key, committed meanwhile by a concurrent request: answer as its retry
+        session.rollback()
+        if not idempotency_key or not (job_id := earlier(session, tenant.id, _SUBMIT, idempotency_key, request_hash)):
+            raise
+        return _replay(session, response, job_id)
     response.headers["Location"] = f"/v1/audits/{job.id}"
+    return AuditStatus(**job_status(job))
+
+
+_SUBMIT = "createAudit"  # the operation idempotency keys of submissions belong to
+
+
+def _replay(session, response: Response, job_id: str) -> AuditStatus:
+    job = session.get(AuditJob, job_id)
+    assert job is not None  # jobs are never deleted
+    response.status_code = 200
+    response.headers["Location"] = f"/v1/audits/{job.id}"
+    response.headers[REPLAYED_HEADER] = "true"
     return AuditStatus(**job_status(job))
 
 

@@ -25,4 +25,4 @@ def test_processes_migrating_one_fresh_database_at_once_all_succeed(fresh_databa
             tables = set(sa.inspect(connection).get_table_names())
     finally:
         engine.dispose()
-    assert len(versions) == 1 and {"audit_jobs", "tenants", "alembic_version"} <= tables
+    assert len(versions) == 1 and {"audit_jobs", "tenants", "idempotency_keys", "alembic_version"} <= tables
