@@ -41,6 +41,7 @@ EMBEDDING = "lm_embedding"
 # The two parts' probabilities, reported next to the score as evidence.
 LM_PROBABILITY = "lm_probability"
 NGRAM_PROBABILITY = "ngram_probability"
+CLASSIFIER_PARTS = (LM_PROBABILITY, NGRAM_PROBABILITY)
 # Hidden states the shipped model reads: on held-out data sets every fourth of SmolLM2's 30
 # layers did no better than layer 16 and the last, and on GPTurk worse (an earlier round of
 # benchmarks/detection.py --variants).

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from detectors.classifier import CLASSIFIER_PARTS
 from detectors.perplexity import SIGNALS
 
 PROBABILITY = "llm_probability"
@@ -128,6 +129,8 @@ def _signal_columns() -> list[Column]:
             SIGNAL_PREFIX + "token_truncated", _BOOL, "signal", "scored on its first max_tokens only", required=False
         )
     )
+    part = "P(LLM-written) of one part of the classifier (llm_probability joins the parts' log-odds)"
+    columns += [Column(name, _FLOAT, "signal", part, required=False) for name in CLASSIFIER_PARTS]
     return columns
 
 

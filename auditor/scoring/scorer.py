@@ -28,6 +28,7 @@ from auditor.config import Settings, get_settings
 from auditor.scoring.schema import FLAG_REASON, FLAGGED, PROBABILITY, SCORED, SIGNAL_PREFIX, SKIP_REASON
 from detectors import SCORE, create, load
 from detectors.bundle import default_bundle_dir
+from detectors.classifier import CLASSIFIER_PARTS
 from detectors.duplicates import DUPLICATE_COLUMNS, NearDuplicateDetector
 from detectors.ngram import default_fast_dir
 
@@ -218,7 +219,9 @@ class Scorer:
         frame = self.classifier.detect(texts)
         out = pd.DataFrame({PROBABILITY: frame[SCORE].to_numpy(dtype=float), SKIP_REASON: frame[SKIP_REASON]})
         for column in frame.columns:
-            if column not in _NOT_SIGNALS:
+            if column in CLASSIFIER_PARTS:
+                out[column] = frame[column]
+            elif column not in _NOT_SIGNALS:
                 out[SIGNAL_PREFIX + column] = frame[column]
         out["text_truncated"] = frame["truncated_chars"]
         spans = frame["spans"] if "spans" in frame else pd.Series([None] * len(frame), dtype=object)

@@ -12,6 +12,7 @@ from auditor.cli import app
 from auditor.config import Settings
 from auditor.reader import write_table
 from auditor.report import Report
+from detectors.classifier import LMTextClassifier
 
 pytestmark = pytest.mark.lm
 runner = CliRunner()
@@ -175,7 +176,7 @@ def test_messy_input_is_reported_not_fatal(audited):
 
 def test_report_records_how_it_was_made_and_renders(audited):
     report = audited["report"]
-    assert report.schema_version and report.models["classifier"]["id"] == "classifier-v2"
+    assert report.schema_version and report.models["classifier"]["id"] == f"classifier-v{LMTextClassifier.version}"
     assert report.models["calibration"]["threshold"] == report.methods.error_rates["threshold"]
     assert report.columns["time"] == "seconds" and report.vendor("pasting").behaviour is not None
     html = (audited["out"] / "report.html").read_text()
