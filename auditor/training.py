@@ -173,7 +173,7 @@ def evaluate(sample: pd.DataFrame, threshold: float) -> dict:
     held_out = sample[(sample["split"] == "test") | sample["domain"].isin(EVALUATION_ONLY_DOMAINS)]
     for domain in REGISTERS:  # writers of one kind: non-native, school, college, research
         rows.append(_metrics(f"register: {domain}", held_out[held_out["domain"] == domain], threshold))
-    words = held_out["text"].str.split().str.len()
+    words = held_out["text"].map(lambda text: len(text.split()))
     for low, high in LENGTH_BUCKETS:
         rows.append(_metrics(f"length {low}-{high or ''} words", held_out[words.between(low, high or 1e9)], threshold))
     return {"threshold": threshold, "rows": rows}
@@ -220,8 +220,9 @@ def _fast_model_card(corpus, detector, calibration: Calibration, metrics: dict) 
 **What it is.** `{detector.id}`: hashed word 1-2-grams ({detector.word_features} features) and character
 3-5-grams within word boundaries ({detector.char_features} features), sublinear TF-IDF, class-balanced
 logistic regression (C={detector.C}). No language model: thousands of texts per second on one core.
-Trained by `auditor setup` (or `scripts/train_fast_model.py`). Weaker than the default LM classifier;
-meant for the pre-training gate, where the LM is too slow for the sample sizes a decision needs.
+Trained by `scripts/train_fast_model.py`; ships in the package. The pre-training gate scores with it
+alone (the LM is too slow for the sample sizes a decision needs); the default classifier joins it to
+its LM part (README, Detection: it transfers to text from elsewhere better than the LM part, and worse to GPTurk).
 
 **Training data.** Every text of the train split of `../shared/datasets` (the pairing-group split the
 default model uses: train 60% / calibration 20% / test 20%), {int(counts.loc["train"].sum())} texts
