@@ -197,8 +197,10 @@ def bench_processes(n_texts: int, avx2: bool, settings: Settings) -> str:
         data = Path(tmp) / "texts.jsonl"
         pd.DataFrame({"text": texts}).to_json(data, orient="records", lines=True)
         score = [python, "-c", _CLI, engine, "score", str(data), "--text-col", "text", "--out", f"{tmp}/out.parquet"]
+        lm_only = _without_ngram(Path(tmp) / "lm-only")
         runs = [
             ("`auditor score`, default (int8 where fp32)" if avx2 else "`auditor score`, default", score, {}),
+            ("`auditor score`, the LM part alone (v2's path)", score, {"AUDITOR_MODEL_DIR": str(lm_only)}),
             ("`auditor score`, no int8 (AUDITOR_QUANTIZE=none)", score, {"AUDITOR_QUANTIZE": "none"}),
             ("naive transformers fp32 pass", [python, __file__, "--naive", str(data)], {}),
         ]
@@ -213,6 +215,20 @@ def bench_processes(n_texts: int, avx2: bool, settings: Settings) -> str:
     for (name, _, _), sec in zip(runs, seconds, strict=True):
         lines.append(f"| {name} | {sec:.0f} | {len(texts) / sec:.2f} | {seconds[-1] / sec:.2f}x |")
     return "\n".join(lines) + "\n"
+
+
+def _without_ngram(target: Path) -> Path:
+    """The default bundle without its n-gram part: what the default path cost before v3."""
+    import json
+    import shutil
+
+    from detectors.bundle import MANIFEST, copy_bundle, default_bundle_dir
+
+    copy_bundle(default_bundle_dir(), target)
+    shutil.copy2(default_bundle_dir() / "calibration.json", target / "calibration.json")
+    manifest = json.loads((target / MANIFEST).read_text())
+    (target / MANIFEST).write_text(json.dumps({**manifest, "ngram": None}))
+    return target
 
 
 def _cpu_name() -> str:
