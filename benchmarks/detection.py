@@ -620,10 +620,11 @@ def main() -> None:
             results = pd.concat(parts, ignore_index=True)
             results.to_json(out.with_suffix(".json"), orient="records", indent=1)
         text = markdown(results, list(models))
-    cpu = _cpu_name()
-    text += (
-        f"\n_{time.time() - started:.0f} s on {cpu}, 2 threads, torch LM features cached (cap {args.cap} per cell)._\n"
-    )
+    if not args.from_json:  # the runs' own footers say how long they took
+        text += (
+            f"\n_{time.time() - started:.0f} s on {_cpu_name()}, 2 threads, torch LM features cached "
+            f"(cap {args.cap} per cell)._\n"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text)
