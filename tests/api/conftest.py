@@ -163,3 +163,26 @@ def fresh_database(request, tmp_path):
     url, drop = _postgres_database()
     yield url
     drop()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, request):
+    """The service in-process on SQLite, without its models (tests that need no LM), one per module."""
+    from api.main import create_app
+    from api.settings import ServiceSettings
+
+    tmp = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    return create_app(ServiceSettings(cache_dir=tmp, database_url=f"sqlite:///{tmp / 'auditor.db'}"), load_models=False)
+
+
+@pytest.fixture(scope="module")
+def client(app, request):
+    """A client of :func:`app` with an API key of a tenant named after the module."""
+    from fastapi.testclient import TestClient
+
+    from api.keys import create_key
+
+    with app.state.sessions() as session:
+        key = create_key(session, request.module.__name__.rsplit(".", 1)[-1])[0]
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as client:
+        yield client

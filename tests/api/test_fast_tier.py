@@ -11,29 +11,8 @@ import json
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
 from detectors.ngram import default_fast_dir
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    from api.main import create_app
-    from api.settings import ServiceSettings
-
-    tmp = tmp_path_factory.mktemp("fast-tier")
-    settings = ServiceSettings(cache_dir=tmp, database_url=f"sqlite:///{tmp / 'auditor.db'}")
-    return create_app(settings, load_models=False)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    from api.keys import create_key
-
-    with app.state.sessions() as session:
-        key = create_key(session, "fast-tier")[0]
-    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -6,33 +6,12 @@ report the service serves carries the verdicts decided against it. The whole pat
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from auditor.report.models import Methods, Report, VendorReport
 from auditor.report.verdict import verdict_for
 from auditor.stats import Interval
 
 ROWS = [{"answer": f"answer number {i} about the weather", "vendor": "acme" if i % 2 else "beta"} for i in range(12)]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    from api.main import create_app
-    from api.settings import ServiceSettings
-
-    tmp = tmp_path_factory.mktemp("tolerance")
-    settings = ServiceSettings(cache_dir=tmp, database_url=f"sqlite:///{tmp / 'auditor.db'}")
-    return create_app(settings, load_models=False)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    from api.keys import create_key
-
-    with app.state.sessions() as session:
-        key = create_key(session, "tolerance")[0]
-    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as client:
-        yield client
 
 
 def submit_json(client, **options):
