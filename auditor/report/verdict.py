@@ -40,7 +40,7 @@ many more digits as it takes for the rounded bound to fall on its side of the to
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from auditor.report.models import Decision, VendorReport, Verdict
 
@@ -182,6 +182,18 @@ def _sentence(*parts: str) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def _too_few_verdict(vendor: VendorReport, cannot_tell: str, **common: Any) -> Verdict:
+    reason, action = _too_few(vendor)
+    misfit = _misfit_note(vendor, widened=False) if _unfamiliar(vendor) else ""
+    return Verdict(
+        status=CANNOT_TELL,
+        headline=f"{cannot_tell}: only {vendor.n_scored} item(s) scored",
+        reason=_sentence(reason, misfit),
+        next_action=_with_advice(vendor, action),
+        **common,
+    )
+
+
 def _with_advice(vendor: VendorReport, action: str) -> str:
     return action + (" " + _narrowing_advice() if _unfamiliar(vendor) else "")
 
@@ -192,13 +204,7 @@ def _with_advice(vendor: VendorReport, action: str) -> str:
 def _stated(vendor: VendorReport, level: float, at_least: float, at_most: float) -> Verdict:
     unfamiliar = _unfamiliar(vendor)
     if vendor.n_scored < MIN_SCORED:
-        reason, action = _too_few(vendor)
-        return Verdict(
-            status=CANNOT_TELL,
-            headline=f"Cannot tell: only {vendor.n_scored} item(s) scored",
-            reason=_sentence(reason, _misfit_note(vendor, widened=False) if unfamiliar else ""),
-            next_action=_with_advice(vendor, action),
-        )
+        return _too_few_verdict(vendor, "Cannot tell")
     if _shown_above_zero(at_least):
         return _present(vendor, level)
     shown = _share(at_most, "up")
@@ -283,14 +289,7 @@ def _decided(vendor: VendorReport, level: float, at_least: float, at_most: float
     misfit = _misfit_note(vendor) if unfamiliar else ""
     common = {"decision": decision, "tolerance": tolerance}
     if vendor.n_scored < MIN_SCORED:
-        reason, action = _too_few(vendor)
-        return Verdict(
-            status=CANNOT_TELL,
-            headline=f"Cannot tell against {yours}: only {vendor.n_scored} item(s) scored",
-            reason=_sentence(reason, _misfit_note(vendor, widened=False) if unfamiliar else ""),
-            next_action=_with_advice(vendor, action),
-            **common,
-        )
+        return _too_few_verdict(vendor, f"Cannot tell against {yours}", **common)
     interval = (
         f"the {_level(level)} interval of the corrected LLM share is "
         f"{_share(vendor.prevalence.ci_low, 'down')}-{_share(vendor.prevalence.ci_high, 'up')} "
