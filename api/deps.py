@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
 from api.db import Tenant
-from api.keys import tenant_for_key
+from api.keys import hash_key, tenant_for_key
 from api.problems import Problem
 from api.settings import ServiceSettings
 from api.task_store import TenantTasks
@@ -64,6 +64,13 @@ def current_tenant(request: Request, x_api_key: Annotated[str | None, Security(a
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+async def rate_limit(request: Request, _: TenantDep, x_api_key: Annotated[str | None, Security(api_key)]) -> None:
+    """Count the request against its (authenticated) key's rate limit: 429 past it (api.ratelimit)."""
+    limiter = request.app.state.rate_limit
+    if limiter is not None and x_api_key:
+        await limiter.check(hash_key(x_api_key))
 
 
 def tenant_tasks(tenant: TenantDep, settings: SettingsDep) -> TenantTasks:

@@ -17,8 +17,9 @@ from starlette.types import ASGIApp
 from api import docs, problems
 from api.batcher import ScoreBatcher
 from api.db import migrate, session_factory
-from api.deps import current_tenant
+from api.deps import current_tenant, rate_limit
 from api.metrics import Metrics, MetricsMiddleware
+from api.ratelimit import RateLimit
 from api.request_id import HEADER, RequestIdMiddleware, tag_log_lines
 from api.routes import audits, health, reference, score, tasks, vendors
 from api.schemas import Problem as ProblemSchema
@@ -192,11 +193,18 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
     app.state.fast = FastTier(lambda: _load_fast_scorer(settings))
     app.state.model_error = None
     app.state.metrics = Metrics()
+    per_minute = settings.rate_limit_per_minute
+    app.state.rate_limit = RateLimit(per_minute, settings.redis_url) if per_minute else None
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
     _retry_after_header(app)
-    # Every /v1 route needs the key (the ApiKey security scheme), whether or not it uses the tenant.
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(current_tenant)], responses=problems.problem_responses(401, 500))
+    # Every /v1 route needs the key (the ApiKey security scheme), whether or not it uses the tenant,
+    # and counts against the key's rate limit.
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(current_tenant), Depends(rate_limit)],
+        responses=problems.problem_responses(401, 429, 500),
+    )
     for module in (score, audits, tasks, vendors, reference):
         v1.include_router(module.router)
     app.include_router(v1)

@@ -24,6 +24,7 @@ _SAID = {
     413: "over the service's size limit (`limit` says which)",
     415: "a content type or file format the route does not take",
     422: "the request does not match the API (`errors` says where) or its content cannot be used",
+    429: "this API key sent more requests than its rate limit allows (`limit` per minute); retry after Retry-After",
     500: "an unexpected error; the server log has the details under the request id",
     503: "the models are loading (Retry-After) or failed to load",
 }

@@ -17,6 +17,9 @@ class ServiceSettings(Settings):
     max_texts_per_request: int = Field(64, ge=1, description="texts per synchronous /v1/score request")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="size of one uploaded delivery")
     max_rows_per_audit: int = Field(1_000_000, ge=1, description="rows in one submitted audit")
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="requests per API key in any 60 s on /v1 (then 429 with Retry-After); 0: no limit"
+    )
     score_batch_wait_ms: float = Field(4.0, ge=0, description="how long /v1/score waits to batch concurrent requests")
     job_heartbeat_seconds: float = Field(5.0, gt=0)
     job_stale_seconds: float = Field(60.0, gt=0, description="a running job without heartbeat this long is taken over")
