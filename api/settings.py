@@ -17,6 +17,11 @@ class ServiceSettings(Settings):
     max_texts_per_request: int = Field(64, ge=1, description="texts per synchronous /v1/score request")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="size of one uploaded delivery")
     max_rows_per_audit: int = Field(1_000_000, ge=1, description="rows in one submitted audit")
+    max_decompressed_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="total decompressed size of one request's .gz/.zst/.bz2/.xz files (counted while streaming)",
+    )
     rate_limit_per_minute: int = Field(
         600, ge=0, description="requests per API key in any 60 s on /v1 (then 429 with Retry-After); 0: no limit"
     )

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from api.db import AuditFile, AuditJob
 from api.deps import SessionDep, SettingsDep, TasksDep, TenantDep
@@ -22,7 +23,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import AuditRowsRequest, AuditStatus
 from api.settings import ServiceSettings
 from api.task_store import valid_name
-from api.uploads import check_multipart_size, exceeds, read_limited, stored_name
+from api.uploads import check_decompressed, check_multipart_size, exceeds, read_limited, stored_name
 from auditor.audit import COLUMN_ROLES, AuditColumns, AuditOptions, plan
 from auditor.reader import ReadError, count_records, describe_format, require_columns
 
@@ -189,6 +190,7 @@ async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
         raise Problem(422, "multipart uploads need a 'file' part holding the delivery")
     if sum(len(data) for _, data in files.values()) > settings.max_upload_bytes:
         raise exceeds(settings.max_upload_bytes)
+    await run_in_threadpool(check_decompressed, list(files.values()), settings.max_decompressed_bytes)
     fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
     name, data = files.pop("file")
     return Submission(name, data, _options(fields), describe_format(name)[0], files)
@@ -279,7 +281,7 @@ def _check(submission: Submission, settings: ServiceSettings) -> int:
             400,
             (404, "no such task for this key"),
             (409, "the Idempotency-Key was first sent with another request"),
-            (413, "the upload or the number of rows is over the limit (`limit`)"),
+            (413, "the upload, its decompressed size or the number of rows is over the limit (`limit`)"),
             (415, "neither JSON nor multipart, or a file of unknown format"),
             (
                 422,

@@ -22,7 +22,7 @@ from api.problems import Problem, problem_responses
 from api.schemas import RoleCounts, TaskDetail, TaskReferencesAdded, TaskReferencesRequest, TaskSummary
 from api.settings import ServiceSettings
 from api.task_store import REQUEST_LOCK_SECONDS, TenantTasks, missing_task, valid_name
-from api.uploads import check_multipart_size, exceeds, read_limited, stored_name
+from api.uploads import check_decompressed, check_multipart_size, exceeds, read_limited, stored_name
 from auditor.reader import ReadError, read_texts, require_columns
 from auditor.tasks.store import FEW_TEXTS, MIN_TEXTS, ROLES, TaskError, TaskInfo
 
@@ -189,6 +189,8 @@ async def _multipart_upload(
         raise Problem(422, "multipart uploads need a 'human' and/or a 'machine' file part")
     if sum(len(data) for _, _, data in files) > settings.max_upload_bytes:
         raise exceeds(settings.max_upload_bytes)
+    named = [(name, data) for _, name, data in files]
+    await run_in_threadpool(check_decompressed, named, settings.max_decompressed_bytes)
     text_col, replace = form.get("text_col"), form.get("replace")
     return (
         files,
@@ -265,7 +267,7 @@ def _store(tasks: TenantTasks, task: str, upload: Upload) -> TaskReferencesAdded
     responses=problem_responses(
         400,
         _SCORING,
-        (413, "the upload is too large, or too many texts (`limit`)"),
+        (413, "the upload or its decompressed size is too large, or too many texts (`limit`)"),
         (415, "not JSON or multipart, or a file of unknown format"),
         (422, "no usable texts, too few of them, an unknown column or a task name no task can have"),
     ),
