@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta as beta_dist
 
 from auditor.audit.work import ITEM_ID, MISSING_VENDOR, SKIPPED, STATUS, UNREADABLE
 from auditor.audit.work import SCORED_STATUS as SCORED
-from auditor.calibration import Calibration, signals_fired
+from auditor.calibration import signals_fired
 from auditor.diversity import diversity
+from auditor.estimate import Estimator
 from auditor.report.models import (
     BehaviourSummary,
     DuplicateCluster,
@@ -25,52 +24,11 @@ from auditor.report.models import (
 )
 from auditor.report.verdict import verdict_for
 from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
-from auditor.stats import (
-    CalibrationFit,
-    ErrorRates,
-    Interval,
-    LowerBound,
-    ScoreReference,
-    item_posteriors,
-    mixture_fit,
-    poisson_binomial,
-    prevalence_from_flags,
-    prevalence_from_scores,
-    prevalence_lower_bound,
-    shrunk_rates,
-    wilson,
-)
+from auditor.stats import Interval, wilson
 from detectors.perplexity import MACHINE_DIRECTION
 
 FAST_TYPING_CPS = 8.0  # characters per second of whole-task time: faster than people type
 SMALL_VENDOR = 30
-# Floor on the logit-scale spread of error rates between tasks, used when a vendor's scores do
-# not fit the references: the calibration's sources show TPR spreads of about 1.4 and FPRs
-# from 0 to 11% (non-native essays), so 1.0 is a modest floor, not a worst case.
-UNFAMILIAR_SPREAD = 1.0
-
-
-@dataclass
-class Estimation:
-    """Everything the estimates depend on, decided once per audit."""
-
-    calibration: Calibration
-    rates: ErrorRates
-    reference: ScoreReference | None
-    level: float
-    rates_source: str
-    primary: str = "flags"  # which estimator the vendor's `prevalence` reports: "flags" or "mixture"
-    task_human: np.ndarray | None = None  # scores of human texts of the vendor's task, for a lower bound
-    unfamiliar_spread: tuple[float, float] = (UNFAMILIAR_SPREAD, UNFAMILIAR_SPREAD)
-    """Logit SDs of (FPR, TPR) between kinds of text: how far the rates may be off on a task
-    whose scores do not fit the references."""
-
-
-def calibration_spread(calibration: Calibration) -> tuple[float, float]:
-    """Between-source spreads measured by the calibration, never below ``UNFAMILIAR_SPREAD``."""
-    rates = calibration.error_rates()
-    measured = (rates.fpr_spread, rates.tpr_spread) if rates else (0.0, 0.0)
-    return max(measured[0], UNFAMILIAR_SPREAD), max(measured[1], UNFAMILIAR_SPREAD)
 
 
 def _truthy(value: Any) -> float:
@@ -160,7 +118,7 @@ def item_behaviour(behaviour: pd.DataFrame, index) -> dict[str, Any]:
     return {k: (None if pd.isna(v) else round(float(v), 3)) for k, v in row.items()}
 
 
-def evidence(item: pd.Series, estimation: Estimation, behaviour: pd.DataFrame, max_spans: int = 3) -> ItemEvidence:
+def evidence(item: pd.Series, estimator: Estimator, behaviour: pd.DataFrame, max_spans: int = 3) -> ItemEvidence:
     signals = {name: _number(item.get(SIGNAL_PREFIX + name)) for name in MACHINE_DIRECTION}
     spans = item["spans"]
     spans = json.loads(spans) if isinstance(spans, str) else (spans or [])
@@ -183,7 +141,7 @@ def evidence(item: pd.Series, estimation: Estimation, behaviour: pd.DataFrame, m
         worker=item.get("worker"),
         llm_probability=round(float(item[PROBABILITY]), 4),
         flag_reason=item.get("flag_reason"),
-        signals_fired=signals_fired(signals, estimation.calibration.signal_reference),
+        signals_fired=signals_fired(signals, estimator.calibration.signal_reference),
         highlighted_spans=highlighted,
         nearest_duplicate=nearest,
         behaviour=item_behaviour(behaviour, item.name),
@@ -216,10 +174,10 @@ def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: i
 
 def worker_reports(
     items: pd.DataFrame,
-    estimation: Estimation,
+    estimator: Estimator,
     behaviour: pd.DataFrame,
     clusters: list[DuplicateCluster],
-    mixture: Interval | None,
+    vendor_prevalence: Interval | None,
 ) -> list[WorkerReport]:
     scored = items[items[STATUS].eq(SCORED) & items["worker"].notna()]
     if scored.empty:
@@ -229,13 +187,14 @@ def worker_reports(
     for cluster in clusters:
         for member in cluster.workers:
             in_cluster[member] = in_cluster.get(member, 0) + 1
-    if estimation.primary == "mixture" and mixture is not None:
-        estimates = _workers_from_posteriors(grouped, estimation, mixture.estimate)
-    else:
-        estimates = _workers_from_flags(grouped, estimation)
+    estimates = estimator.workers(
+        {str(w): part[PROBABILITY].to_numpy(dtype=float) for w, part in grouped},
+        {str(w): int(part[FLAGGED].sum()) for w, part in grouped},
+        vendor_prevalence,
+    )
     reports = []
     for worker, part in grouped:
-        prevalence, p_uses = estimates[str(worker)]
+        estimate = estimates[str(worker)]
         summary = (
             {col: _median(behaviour.loc[part.index, col]) for col in behaviour.columns} if not behaviour.empty else {}
         )
@@ -245,8 +204,8 @@ def worker_reports(
                 n_items=len(part),
                 n_flagged=int(part[FLAGGED].sum()),
                 mean_probability=round(float(part[PROBABILITY].mean()), 4),
-                prevalence=prevalence,
-                p_uses_llm=round(p_uses, 4),
+                prevalence=estimate.prevalence,
+                p_uses_llm=round(estimate.p_uses_llm, 4),
                 in_duplicate_clusters=in_cluster.get(str(worker), 0),
                 behaviour=summary,
                 flagged_items=[str(i) for i in part.loc[part[FLAGGED], ITEM_ID].head(20)],
@@ -255,53 +214,10 @@ def worker_reports(
     return sorted(reports, key=lambda r: (-r.p_uses_llm, -r.mean_probability, r.worker))
 
 
-def _workers_from_flags(grouped, estimation: Estimation) -> dict[str, tuple[Interval, float]]:
-    """Flag counts shrunk towards the vendor's rate (beta-binomial), corrected by the error rates."""
-    k, n = grouped[FLAGGED].sum().to_numpy(), grouped.size().to_numpy()
-    prior = shrunk_rates(k, n)
-    rates = estimation.rates
-    spread = max(rates.tpr - rates.fpr, 1e-3)
-    half = rates.fpr + 0.5 * spread  # the flag rate of a worker whose items are half LLM-written
-    tails = [(1 - estimation.level) / 2, (1 + estimation.level) / 2]
-    out = {}
-    for worker, flagged, size in zip(grouped.groups, k, n, strict=True):
-        a, b = prior[0] + flagged, prior[1] + size - flagged
-        flag_rate = np.array([a / (a + b), *beta_dist.ppf(tails, a, b)])
-        est, low, high = np.clip((flag_rate - rates.fpr) / spread, 0.0, 1.0)
-        out[worker] = (
-            Interval(estimate=float(est), ci_low=float(low), ci_high=float(high)),
-            float(beta_dist.sf(half, a, b)),
-        )
-    return out
-
-
-def _workers_from_posteriors(
-    grouped, estimation: Estimation, vendor_prevalence: float
-) -> dict[str, tuple[Interval, float]]:
-    """Each item's posterior probability of being LLM-written under the vendor's fitted score
-    mixture (the vendor's prevalence is the prior, which is what shrinks small workers);
-    a worker's LLM-item count is then Poisson-binomial."""
-    assert estimation.reference is not None  # the mixture is primary only with a reference
-    out = {}
-    for worker, part in grouped:
-        posterior = item_posteriors(part[PROBABILITY].to_numpy(dtype=float), estimation.reference, vendor_prevalence)
-        pmf = poisson_binomial(posterior)
-        cdf = np.cumsum(pmf)
-        n = len(posterior)
-        low = np.searchsorted(cdf, (1 - estimation.level) / 2) / n
-        high = np.searchsorted(cdf, (1 + estimation.level) / 2) / n
-        p_half = float(pmf[int(np.ceil(n / 2)) :].sum())
-        mean = float(posterior.mean())
-        # The share is discrete (k / n): its mean may fall outside the central interval of k.
-        interval = Interval(estimate=mean, ci_low=float(min(low, mean)), ci_high=float(max(min(high, 1.0), mean)))
-        out[worker] = (interval, p_half)
-    return out
-
-
 def vendor_report(
     vendor: str,
     items: pd.DataFrame,
-    estimation: Estimation,
+    estimator: Estimator,
     behaviour: pd.DataFrame,
     behaviour_cols: dict[str, str],
     top_items: int,
@@ -312,8 +228,8 @@ def vendor_report(
     n_scored, n_flagged = len(scored), int(scored[FLAGGED].sum())
     probabilities = scored[PROBABILITY].to_numpy(dtype=float)
     clusters = duplicate_clusters(items)
-    estimates = prevalence_estimates(probabilities, n_flagged, estimation)
-    workers = worker_reports(items, estimation, behaviour, clusters, estimates.score_mixture)
+    estimates = estimator.vendor(probabilities, n_flagged)
+    workers = worker_reports(items, estimator, behaviour, clusters, estimates.score_mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
     references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
     report = VendorReport(
@@ -322,14 +238,14 @@ def vendor_report(
         n_scored=n_scored,
         n_skipped=int(items[STATUS].eq(SKIPPED).sum()),
         n_flagged=n_flagged,
-        flag_rate=wilson(n_flagged, n_scored, estimation.level),
-        prevalence=estimates.headline,
+        flag_rate=estimates.flag_rate,
+        prevalence=estimates.prevalence,
         calibration_fit=estimates.fit,
         calibration_advice=estimates.advice,
         prevalence_lower_bound=estimates.lower_bound,
         prevalence_from_flags=estimates.from_flags,
         prevalence_score_mixture=estimates.score_mixture,
-        batches=batch_rows(scored, estimation) if scored["batch"].notna().any() else [],
+        batches=batch_rows(scored, estimator) if scored["batch"].notna().any() else [],
         workers=workers,
         top_workers=[w.worker for w in workers if w.p_uses_llm >= 0.5][:10],
         duplicate_clusters=clusters,
@@ -343,93 +259,28 @@ def vendor_report(
             )
             for _, r in references.head(100).iterrows()
         ],
-        top_flagged=[evidence(item, estimation, behaviour) for _, item in top.iterrows()],
+        top_flagged=[evidence(item, estimator, behaviour) for _, item in top.iterrows()],
         diversity=diversity(scored["text"].tolist(), embeddings=with_diversity) if n_scored >= 2 else None,
         behaviour=behaviour_summary(
             items, behaviour.loc[items.index] if not behaviour.empty else behaviour, behaviour_cols
         ),
         score_histogram=np.histogram(probabilities[~np.isnan(probabilities)], bins=20, range=(0, 1))[0].tolist(),
     )
-    report.verdict = verdict_for(report, estimation.level, tolerance)
+    report.verdict = verdict_for(report, estimator.level, tolerance)
     return report
 
 
-@dataclass(frozen=True)
-class PrevalenceEstimates:
-    headline: Interval  # the report's `prevalence`
-    from_flags: Interval
-    score_mixture: Interval | None
-    fit: CalibrationFit | None
-    advice: str | None
-    lower_bound: LowerBound | None
-
-
-def prevalence_estimates(probabilities: np.ndarray, n_flagged: int, estimation: Estimation) -> PrevalenceEstimates:
-    """Every prevalence estimate of one vendor (or any set of scored items)."""
-    scores = probabilities[~np.isnan(probabilities)]
-    level, reference = estimation.level, estimation.reference
-    from_flags = prevalence_from_flags(n_flagged, len(scores), estimation.rates, level)
-    mixture = prevalence_from_scores(scores, reference, level) if reference else None
-    headline = mixture if estimation.primary == "mixture" and mixture is not None else from_flags
-    fit = mixture_fit(scores, reference, alpha=1 - level) if reference else None
-    advice = None
-    if fit is not None and not fit.consistent:
-        headline = unfamiliar_task_prevalence(n_flagged, len(scores), estimation, headline, mixture)
-        advice = unfamiliar_task_advice(fit, estimation)
-    human = estimation.task_human
-    lower = prevalence_lower_bound(scores, human, level) if human is not None else None
-    return PrevalenceEstimates(headline, from_flags, mixture, fit, advice, lower)
-
-
-def unfamiliar_task_prevalence(
-    k: int, n: int, estimation: Estimation, primary: Interval, mixture: Interval | None
-) -> Interval:
-    """What is still known when the vendor's scores do not fit the references: the primary
-    point estimate (still the best single guess), with an interval that joins the primary's,
-    the mixture's and the flag count corrected with error rates that may lie anywhere
-    between-task spreads allow; never a confident 0%."""
-    fpr_spread, tpr_spread = estimation.unfamiliar_spread
-    rates = replace(
-        estimation.rates,
-        fpr_spread=max(estimation.rates.fpr_spread, fpr_spread),
-        tpr_spread=max(estimation.rates.tpr_spread, tpr_spread),
-    )
-    intervals = [primary, prevalence_from_flags(k, n, rates, estimation.level)] + ([mixture] if mixture else [])
-    return Interval(
-        estimate=primary.estimate,
-        ci_low=min(i.ci_low for i in intervals),
-        ci_high=max(i.ci_high for i in intervals),
-    )
-
-
-def unfamiliar_task_advice(fit: CalibrationFit, estimation: Estimation) -> str:
-    references = "the task references" if estimation.primary == "mixture" else "the detector's calibration texts"
-    return (
-        f"The detector's error rates on this vendor's task are unknown: its scores do not fit a mixture of "
-        f"{references} (p = {fit.p_value:.3g}), so the estimate is widened to the error rates seen across many kinds "
-        "of text. To measure them on this task, add human and LLM-written texts of the same task "
-        "(`auditor references add --task NAME --human FILE --machine FILE`, or `auditor references generate` for the "
-        "LLM side) and audit with `--task NAME`, or recalibrate on your own labelled texts with `auditor calibrate`."
-    )
-
-
-def batch_rows(scored: pd.DataFrame, estimation: Estimation) -> list[dict[str, Any]]:
+def batch_rows(scored: pd.DataFrame, estimator: Estimator) -> list[dict[str, Any]]:
     rows = []
     for batch, part in scored.groupby("batch"):
         k, n = int(part[FLAGGED].sum()), len(part)
-        if estimation.primary == "mixture" and estimation.reference is not None:
-            prevalence = prevalence_from_scores(
-                part[PROBABILITY].to_numpy(dtype=float), estimation.reference, estimation.level
-            )
-        else:
-            prevalence = prevalence_from_flags(k, n, estimation.rates, estimation.level)
         rows.append(
             {
                 "batch": str(batch),
                 "n_scored": n,
                 "n_flagged": k,
-                "flag_rate": wilson(k, n, estimation.level).model_dump(),
-                "prevalence": prevalence.model_dump(),
+                "flag_rate": wilson(k, n, estimator.level).model_dump(),
+                "prevalence": estimator.batch(part[PROBABILITY].to_numpy(dtype=float), k).model_dump(),
             }
         )
     return rows

@@ -5,7 +5,7 @@ aggregate, write ``items.parquet``, and return the report."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.audit.aggregate import (
-    Estimation,
     behaviour_columns,
-    calibration_spread,
     duplicate_clusters,
     input_warnings,
     vendor_report,
@@ -31,14 +29,13 @@ from auditor.audit.work import (
     finalise_items,
     score_inputs,
 )
-from auditor.calibration import Calibration, Rate
 from auditor.config import Settings
 from auditor.diversity import diversity
+from auditor.estimate import Estimator
 from auditor.execution import Executor, LocalExecutor
 from auditor.reader import fingerprint, read_texts
 from auditor.report.models import InputFile, Methods, Report, ReportWarning
 from auditor.scoring import ITEMS, Scorer
-from auditor.stats import ScoreReference
 from auditor.tasks.store import FEW_TEXTS, MIN_TEXTS, TaskInfo, TaskStore, scorer_identity
 
 
@@ -102,44 +99,14 @@ def audit_references(options: AuditOptions, scorer: Scorer, tasks: TaskStore | N
     return references
 
 
-def estimation_for(calibration: Calibration, model: str, level: float, references: AuditReferences) -> Estimation:
-    """Error rates for prevalence: the model's calibration, or rates re-measured on the
-    vendor's own task (human references re-measure false positives, LLM references true
-    positives; with both, the score mixture becomes the primary estimate)."""
-    rates = calibration.error_rates()
-    if rates is None:
-        raise ValueError(
-            f"{model}: the calibration has no measured true-positive rate; recalibrate with --machine texts"
-        )
-    reference = calibration.reference()
-    source = f"calibration of {model}: {calibration.data}"
-    human, machine = references.human, references.machine
-    if human is not None:
-        fpr = Rate.of(int(calibration.flags(human).sum()), len(human))
-        # Measured on the vendor's own kind of text: no between-source spread to allow for.
-        rates = replace(rates, false_positives=fpr.k, n_human=fpr.n, fpr_spread=0.0)
-        source = f"false positives measured on {fpr.n} texts of {references.origins['human']}; true positives from the model's calibration"
-        if reference is not None:
-            reference = reference.with_human(human)
-    if machine is not None:
-        tpr = Rate.of(int(calibration.flags(machine).sum()), len(machine))
-        rates = replace(rates, true_positives=tpr.k, n_machine=tpr.n, tpr_spread=0.0)
-        source += f"; true positives measured on {tpr.n} texts of {references.origins['machine']}"
-    primary = "flags"
-    if human is not None and machine is not None:
-        # Task references of both kinds: their full score distributions carry more
-        # information than one threshold does, so the score mixture becomes the primary estimate.
-        reference = ScoreReference.from_scores(human, machine)
-        primary = "mixture"
-    return Estimation(
-        calibration,
-        rates,
-        reference,
+def estimator_for(scorer: Scorer, level: float, references: AuditReferences) -> Estimator:
+    return Estimator.build(
+        scorer.require_calibration(),
         level,
-        source,
-        primary,
-        task_human=human,
-        unfamiliar_spread=calibration_spread(calibration),
+        human=references.human,
+        machine=references.machine,
+        origins=references.origins,
+        model=scorer.model_dir.name,
     )
 
 
@@ -191,7 +158,7 @@ def run_audit(
     readable = [p for p in paths if p not in unreadable]
     out.mkdir(parents=True, exist_ok=True)
     references = audit_references(options, scorer, tasks)
-    estimation = estimation_for(scorer.require_calibration(), scorer.model_dir.name, options.level, references)
+    estimator = estimator_for(scorer, options.level, references)
     work = ScoringWork(out, audit_state(readable, columns, scorer, settings.chunk_rows), options.resume)
     items = score_inputs(readable, columns, scorer, work, settings.chunk_rows, on_progress, executor)
     if unreadable:  # a file that could not be opened is one unreadable item, so it is not lost from view
@@ -211,7 +178,7 @@ def run_audit(
 
     vendors = [
         vendor_report(
-            str(vendor), part, estimation, behaviour, behaviour_cols, options.top_items, embeddings, options.tolerance
+            str(vendor), part, estimator, behaviour, behaviour_cols, options.top_items, embeddings, options.tolerance
         )
         for vendor, part in items.groupby("vendor", sort=True)
     ]
@@ -239,7 +206,7 @@ def run_audit(
             "scoring": str(executor),
         },
         models=scorer.describe(),
-        methods=_methods(estimation),
+        methods=_methods(estimator),
         totals=_totals(items),
         vendors=vendors,
         cross_vendor_duplicate_clusters=duplicate_clusters(items, min_workers=1, min_vendors=2),
@@ -272,11 +239,11 @@ def _totals(items: pd.DataFrame) -> dict:
     }
 
 
-def _methods(estimation: Estimation) -> Methods:
-    rates = estimation.rates
+def _methods(estimator: Estimator) -> Methods:
+    rates = estimator.rates
     return Methods(
-        interval_level=estimation.level,
-        primary="score_mixture" if estimation.primary == "mixture" else "flags",
+        interval_level=estimator.level,
+        primary="score_mixture" if estimator.primary == "mixture" else "flags",
         flag_rate="share of scored items with llm_probability above the calibrated threshold; Wilson interval",
         prevalence=(
             "flag count corrected for the detector's false- and true-positive rates: flat prior on prevalence, error "
@@ -301,16 +268,7 @@ def _methods(estimation: Estimation) -> Methods:
             "corrected like the vendor estimate; p_uses_llm = posterior probability that at least half of a worker's "
             "items are LLM-written"
         ),
-        error_rates={
-            "threshold": estimation.calibration.threshold,
-            "false_positives": rates.false_positives,
-            "n_human": rates.n_human,
-            "true_positives": rates.true_positives,
-            "n_machine": rates.n_machine,
-            "fpr_spread_between_sources": rates.fpr_spread,
-            "tpr_spread_between_sources": rates.tpr_spread,
-            "source": estimation.rates_source,
-        },
+        error_rates=estimator.error_rates(),
     )
 
 

@@ -30,15 +30,14 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from statsmodels.stats.proportion import proportion_confint
 
 from auditor.calibration import Rate
 from auditor.config import get_settings
+from auditor.estimate import Estimator
 from auditor.execution import Executor, LocalExecutor
 from auditor.gate.leakage import LeakageIndex
 from auditor.reader import Problem, ReadError, iter_documents, read_records
 from auditor.scoring import MODELS, Scorer, cached_scorer
-from auditor.stats import flag_rate_sequence, prevalence_bounds
 
 GATE_SCHEMA_VERSION = "1.0"
 Decision = Literal["pass", "reject", "error"]
@@ -137,36 +136,37 @@ def load_scorer(kind: str = "fast", model_dir: str | None = None, trust_model: b
     return scorer
 
 
-def calibration_rates(scorer: Scorer) -> ErrorRatesUsed:
-    calibration = scorer.require_calibration()
-    assert calibration.heldout_tpr is not None  # load_scorer refuses calibrations without it
-    return ErrorRatesUsed(
-        fpr=calibration.heldout_fpr, tpr=calibration.heldout_tpr, source=f"calibration: {calibration.data}"
+def gate_estimator(
+    scorer: Scorer, confidence: float, human: Sequence[str] | None = None, machine: Sequence[str] | None = None
+) -> Estimator:
+    """The gate's estimates: the calibration's error rates, re-measured on reference texts of
+    the corpus's own kind where given."""
+    return Estimator.build(
+        scorer.require_calibration(),
+        confidence,
+        human=scorer.probabilities(list(human)) if human else None,
+        machine=scorer.probabilities(list(machine)) if machine else None,
+        origins={"human": "the human reference texts", "machine": "the machine reference texts"},
+        model=scorer.model_dir.name,
     )
 
 
-def measured_rates(scorer: Scorer, human: Sequence[str] | None, machine: Sequence[str] | None) -> ErrorRatesUsed:
-    """Re-measure the rates on the corpus's own kind of text (references), where given."""
-    measured = scorer.measure_rates(human or None, machine or None)
-    rates = calibration_rates(scorer)
-    said = []
-    if measured.human is not None:
-        rates.fpr = measured.rate(measured.human)
-        said.append(f"false-positive rate on {len(measured.human)} human reference texts")
-    if measured.machine is not None:
-        rates.tpr = measured.rate(measured.machine)
-        said.append(f"true-positive rate on {len(measured.machine)} machine reference texts")
-    rates.source = "; ".join(said) + "; other rates from the calibration"
-    return rates
+def rates_used(estimator: Estimator) -> ErrorRatesUsed:
+    rates = estimator.rates
+    return ErrorRatesUsed(
+        fpr=Rate.of(rates.false_positives, rates.n_human),
+        tpr=Rate.of(rates.true_positives, rates.n_machine),
+        source=estimator.rates_source,
+    )
 
 
-def describe_scorer(scorer: Scorer, rates: ErrorRatesUsed) -> dict[str, Any]:
+def describe_scorer(scorer: Scorer, estimator: Estimator) -> dict[str, Any]:
     return {
         "kind": scorer.kind,
         "model_dir": str(scorer.model_dir),
         "detector": scorer.classifier.describe(),
         "threshold": scorer.require_calibration().threshold,
-        "rates": rates.model_dump(),
+        "rates": rates_used(estimator).model_dump(),
     }
 
 
@@ -246,11 +246,12 @@ def judge_shard(
     text_field: str = "text",
     quarantine: Path | None = None,
     batch_size: int = 10_000,
-    rates: ErrorRatesUsed | None = None,
+    estimator: Estimator | None = None,
 ) -> ShardResult:
-    """Read, scan and sample one shard, then decide; ``rates`` default to the calibration's."""
+    """Read, scan and sample one shard, then decide; ``estimator`` defaults to the calibration's
+    error rates."""
     started = time.perf_counter()
-    rates = rates or calibration_rates(scorer)
+    estimator = estimator or gate_estimator(scorer, policy.confidence)
     rng = np.random.default_rng(shard_seed(shard, policy.seed))
     reservoir = _Reservoir(policy.max_scored, rng, policy.max_chars)
     leakage = _LeakageTally()
@@ -269,7 +270,7 @@ def judge_shard(
             reasons=[str(exc)],
             seconds=round(time.perf_counter() - started, 3),
         )
-    result, flagged = _decide(shard, policy, scorer, rates, reservoir, leakage, rng)
+    result, flagged = _decide(shard, policy, scorer, estimator, reservoir, leakage, rng)
     result.problems = [str(p) for p in problems.kept]
     result.problem_counts = dict(problems.counts)
     damage = problems.damage
@@ -290,14 +291,14 @@ def _decide(
     shard: str,
     policy: GatePolicy,
     scorer: Scorer,
-    rates: ErrorRatesUsed,
+    estimator: Estimator,
     reservoir: _Reservoir,
     leakage: _LeakageTally,
     rng: np.random.Generator,
 ) -> tuple[ShardResult, dict[int, float]]:
     """The decision, and the flagged sampled documents (position -> probability)."""
     result = ShardResult(shard=shard, decision="pass", documents_read=reservoir.seen)
-    flagged = _sequential_estimate(policy, scorer, rates, reservoir, rng, result)
+    flagged = _sequential_estimate(policy, scorer, estimator, reservoir, rng, result)
     share = result.synthetic
     if share is not None and share.estimate is not None:
         said = f"synthetic share {share.estimate:.3f} [{share.ci_low:.3f}, {share.ci_high:.3f}] from {result.documents_scored} scored documents"
@@ -347,7 +348,7 @@ def _inconclusive_reason(scored: int, policy: GatePolicy) -> str:
 def _sequential_estimate(
     policy: GatePolicy,
     scorer: Scorer,
-    rates: ErrorRatesUsed,
+    estimator: Estimator,
     reservoir: _Reservoir,
     rng: np.random.Generator,
     result: ShardResult,
@@ -357,11 +358,6 @@ def _sequential_estimate(
     if not reservoir.texts:
         return {}
     calibration = scorer.require_calibration()
-    alpha = 1 - policy.confidence
-    fpr = _rate_interval(rates.fpr.k, rates.fpr.n, alpha)
-    tpr = _rate_interval(rates.tpr.k, rates.tpr.n, alpha)
-    fpr_hat, tpr_hat = rates.fpr.estimate, rates.tpr.estimate
-    boundary = fpr_hat + policy.max_synthetic * (tpr_hat - fpr_hat)  # flag rate at the policy threshold
     order = rng.permutation(len(reservoir.texts))
     probabilities = np.full(len(order), np.nan)
     k = n = looked = 0
@@ -373,11 +369,11 @@ def _sequential_estimate(
         scored = probabilities[order[:looked]]
         scored = scored[~np.isnan(scored)]
         n, k = len(scored), int(calibration.flags(scored).sum())
-        low, high = prevalence_bounds(*flag_rate_sequence(k, n, alpha, max(boundary, 1e-4)), fpr, tpr)
+        low, high = estimator.sequential(k, n, policy.max_synthetic)
         if low > policy.max_synthetic or high <= policy.max_synthetic:
             result.conclusive = True
             break
-    estimate = float(np.clip((k / n - fpr_hat) / (tpr_hat - fpr_hat), 0, 1)) if n else None
+    estimate = estimator.point_share(k, n)
     result.synthetic = SyntheticShare(estimate=estimate, ci_low=low if n else 0.0, ci_high=high if n else 1.0)
     result.documents_scored = n
     result.flagged = k
@@ -392,11 +388,6 @@ def _sequential_estimate(
         for i in flagged[:5]
     ]
     return {reservoir.positions[i]: float(probabilities[i]) for i in flagged}
-
-
-def _rate_interval(k: int, n: int, alpha: float) -> tuple[float, float]:
-    low, high = proportion_confint(k, n, alpha=alpha, method="beta")
-    return float(low), float(high)
 
 
 # ----------------------------------------------------------------- quarantine
@@ -448,7 +439,7 @@ def run_gate(
     own kind re-measure the error rates before any shard."""
     executor = executor or LocalExecutor()
     scorer = load_scorer(scorer_kind, model_dir)
-    rates = measured_rates(scorer, human_reference, machine_reference) if human_reference or machine_reference else None
+    estimator = gate_estimator(scorer, policy.confidence, human_reference, machine_reference)
     index = load_index(index_path) if index_path else None
     results: list[ShardResult | None] = [None] * len(shards)
     tasks = executor.map_unordered(
@@ -460,7 +451,7 @@ def run_gate(
         index_path=index_path,
         text_field=text_field,
         quarantine=quarantine,
-        rates=rates,
+        estimator=estimator,
     )
     for position, result in tasks:
         results[position] = result
@@ -469,7 +460,7 @@ def run_gate(
     return GateManifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         policy=policy,
-        scorer=describe_scorer(scorer, rates or calibration_rates(scorer)),
+        scorer=describe_scorer(scorer, estimator),
         benchmark_index=index.describe() if index is not None else None,
         execution=executor.describe(),
         shards=[r for r in results if r is not None],
@@ -484,9 +475,9 @@ def judge_shard_task(
     index_path: str | None,
     text_field: str,
     quarantine: Path | None,
-    rates: ErrorRatesUsed | None = None,
+    estimator: Estimator | None = None,
 ) -> ShardResult:
     """One shard, wherever it runs: models and the index load once per process (cached)."""
     scorer = load_scorer(scorer_kind, model_dir)
     index = load_index(index_path) if index_path else None
-    return judge_shard(shard, policy, scorer, index, text_field, quarantine, rates=rates)
+    return judge_shard(shard, policy, scorer, index, text_field, quarantine, estimator=estimator)

@@ -11,7 +11,7 @@ from auditor.scoring.schema import (
     SchemaError,
     TableSchema,
 )
-from auditor.scoring.scorer import MODELS, NotCalibratedError, ReferenceScores, Scorer, cached_scorer, score_table
+from auditor.scoring.scorer import MODELS, NotCalibratedError, Scorer, cached_scorer, score_table
 
 __all__ = [
     "FLAGGED",
@@ -23,7 +23,6 @@ __all__ = [
     "SIGNAL_PREFIX",
     "SKIP_REASON",
     "NotCalibratedError",
-    "ReferenceScores",
     "SchemaError",
     "Scorer",
     "TableSchema",

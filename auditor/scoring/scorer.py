@@ -15,7 +15,6 @@ import copy
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from auditor.calibration import Calibration, Rate, load_calibration
+from auditor.calibration import Calibration, load_calibration
 from auditor.config import Settings, get_settings
 from auditor.scoring.schema import FLAG_REASON, FLAGGED, PROBABILITY, SCORED, SIGNAL_PREFIX, SKIP_REASON
 from detectors import SCORE, create, load
@@ -44,27 +43,6 @@ _NOT_SIGNALS = {SCORE, SKIP_REASON, "truncated_chars", "spans"}
 
 class NotCalibratedError(RuntimeError):
     pass
-
-
-@dataclass
-class ReferenceScores:
-    """Probabilities of domain-matched reference texts (skipped texts left out), and the
-    error rates they measure at the calibrated threshold."""
-
-    calibration: Calibration
-    human: np.ndarray | None = None
-    machine: np.ndarray | None = None
-
-    def rate(self, scores: np.ndarray) -> Rate:
-        return Rate.of(int(self.calibration.flags(scores).sum()), len(scores))
-
-    @property
-    def false_positive_rate(self) -> Rate | None:
-        return self.rate(self.human) if self.human is not None else None
-
-    @property
-    def true_positive_rate(self) -> Rate | None:
-        return self.rate(self.machine) if self.machine is not None else None
 
 
 def default_model_dir(kind: str, settings: Settings) -> Path:
@@ -272,18 +250,6 @@ class Scorer:
         table = self.decide(pd.concat([detected.reset_index(drop=True), evidence], axis=1))
         table["spans"] = table["spans"].map(lambda s: s if isinstance(s, str) or s is None else json.dumps(s))
         return SCORED.conform(table)
-
-    def measure_rates(self, human: Sequence[str] | None, machine: Sequence[str] | None) -> ReferenceScores:
-        """Score domain-matched reference texts: their false- and true-positive rates at the
-        calibrated threshold re-measure the detector's error rates on the data's own kind of text."""
-        measured = ReferenceScores(self.require_calibration())
-        if human is not None:
-            probabilities = self.probabilities(list(human))
-            measured.human = probabilities[~np.isnan(probabilities)]
-        if machine is not None:
-            probabilities = self.probabilities(list(machine))
-            measured.machine = probabilities[~np.isnan(probabilities)]
-        return measured
 
     def describe(self) -> dict[str, Any]:
         manifest = getattr(self.classifier, "manifest_", {})

@@ -4,9 +4,9 @@ that is never zero-width, and a lower bound from a human reference alone."""
 import numpy as np
 import pytest
 
-from auditor.audit.aggregate import Estimation, unfamiliar_task_prevalence
 from auditor.calibration import calibrate
-from auditor.stats import ScoreReference, mixture_fit, prevalence_from_scores, prevalence_lower_bound
+from auditor.estimate import Estimator
+from auditor.stats import Interval, ScoreReference, mixture_fit, prevalence_from_scores, prevalence_lower_bound
 
 
 def _human(rng, n):
@@ -73,11 +73,11 @@ def test_a_vendor_whose_scores_do_not_fit_gets_a_wide_interval_not_a_confident_z
     rng = np.random.default_rng(3)
     human, llm = _human(rng, 400), _llm(rng, 400)
     calibration = calibrate(human[:200], human[200:], llm)
-    estimation = Estimation(
-        calibration, calibration.error_rates(), calibration.reference(), 0.9, "test", unfamiliar_spread=(1.0, 1.0)
+    estimator = Estimator(
+        calibration, 0.9, calibration.error_rates(), "test", calibration.reference(), unfamiliar_spread=(1.0, 1.0)
     )
     confident = prevalence_from_scores(np.full(48, 0.05), calibration.reference())
-    widened = unfamiliar_task_prevalence(2, 48, estimation, confident, confident)
+    widened = estimator._unfamiliar_task_prevalence(2, 48, confident, confident)
     assert widened.ci_high > max(confident.ci_high, 0.1)
     assert widened.ci_low <= confident.ci_low and widened.estimate == confident.estimate
 
@@ -114,13 +114,11 @@ def test_every_worker_interval_holds_its_own_estimate(primary):
     the share of a worker's items is discrete, and its mean can fall outside the central interval."""
     import pandas as pd
 
-    from auditor.audit.aggregate import _workers_from_flags, _workers_from_posteriors
-
     rng = np.random.default_rng(5)
     human, llm = _human(rng, 400), _llm(rng, 400)
     calibration = calibrate(human[:200], human[200:], llm)
-    estimation = Estimation(
-        calibration, calibration.error_rates(), ScoreReference.from_scores(human, llm), 0.9, "test", primary
+    estimator = Estimator(
+        calibration, 0.9, calibration.error_rates(), "test", ScoreReference.from_scores(human, llm), primary
     )
     sizes = [1, 1, 2, 3, 5, 12]
     scores = np.concatenate([rng.choice(np.array([0.02, 0.5, 0.97, 0.995]), size) for size in sizes])
@@ -133,11 +131,14 @@ def test_every_worker_interval_holds_its_own_estimate(primary):
     )
     items.loc[0, "llm_probability"] = 0.999  # the one-item worker of the report
     grouped = items.groupby("worker")
-    if primary == "mixture":
-        estimates = _workers_from_posteriors(grouped, estimation, 0.4)
-    else:
-        estimates = _workers_from_flags(grouped, estimation)
-    for worker, (interval, _) in estimates.items():
+    estimates = estimator.workers(
+        {w: part["llm_probability"].to_numpy() for w, part in grouped},
+        {w: int(part["flagged"].sum()) for w, part in grouped},
+        Interval(estimate=0.4, ci_low=0.3, ci_high=0.5),
+    )
+    assert len(estimates) == len(sizes)
+    for worker, estimate in estimates.items():
+        interval = estimate.prevalence
         assert interval.ci_low <= interval.estimate <= interval.ci_high, (worker, interval)
 
 
