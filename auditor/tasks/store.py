@@ -84,7 +84,7 @@ def now_iso() -> str:
 
 
 def check_name(task: str) -> str:
-    if not _NAME.match(task or "") or task.startswith("tenant-"):
+    if not isinstance(task, str) or not _NAME.fullmatch(task) or task.startswith("tenant-"):
         raise TaskError(
             f"task name {task!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
             "digit (and not with 'tenant-', which names the service's per-tenant stores)"
