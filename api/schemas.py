@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.tiers import TIER_DESCRIPTION, Tier
+from auditor.audit.options import AuditColumns, AuditSettings
 from auditor.tasks.store import TaskInfo
 
 
@@ -105,9 +106,18 @@ class ScoreResponse(BaseModel):
     threshold: float = Field(description="the tier's calibrated threshold: flagged when llm_probability > threshold")
 
 
-class AuditRowsRequest(BaseModel):
+def _column(role: str) -> Any:
+    """The ``{role}_col`` field: the description and rules of :class:`AuditColumns`' ``role``."""
+    field = AuditColumns.model_fields[role]
+    return Field(field.get_default(), min_length=1, description=field.description)
+
+
+class AuditRowsRequest(AuditSettings):
     """A delivery as JSON rows, with the options of `auditor audit` (columns of every role,
-    references as lists of texts, a stored task, the interval level, the tolerance)."""
+    references as lists of texts, a stored task, the interval level, the tolerance, the flagged
+    items shown). The options' types, bounds, defaults and descriptions are
+    :class:`~auditor.audit.options.AuditSettings`' (inherited): the command line's and the Python
+    API's."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -132,30 +142,19 @@ class AuditRowsRequest(BaseModel):
     )
 
     rows: list[dict[str, Any]] = Field(description="the delivery, one object per row")
-    text_col: str
-    vendor_col: str
-    worker_col: str | None = None
-    id_col: str | None = None
-    batch_col: str | None = None
-    time_col: str | None = None
-    paste_col: str | None = None
-    keystrokes_col: str | None = None
+    text_col: str = _column("text")
+    vendor_col: str = _column("vendor")
+    worker_col: str | None = _column("worker")
+    id_col: str | None = _column("id")
+    batch_col: str | None = _column("batch")
+    time_col: str | None = _column("time")
+    paste_col: str | None = _column("paste")
+    keystrokes_col: str | None = _column("keystrokes")
     human_reference: list[str] | None = Field(
         None, description="human-written texts of the same task: false positives re-measured on them"
     )
     machine_reference: list[str] | None = Field(
         None, description="LLM-written texts of the same task: true positives re-measured on them"
-    )
-    task: str | None = Field(
-        None, description="use this task's references, stored with POST /v1/tasks/{task}/references"
-    )
-    level: float = Field(0.9, gt=0.5, lt=1.0, description="interval coverage")
-    tolerance: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="the largest acceptable LLM share (`auditor audit --tolerance`): each vendor's verdict in the "
-        "report is above, within or undetermined against it (vendors[].verdict.decision)",
     )
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,10 +36,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from auditor.audit.options import AuditColumns, AuditOptions, check_field, field_help
 from auditor.config import get_settings
+from auditor.gate.judge import GatePolicy
 from auditor.reader import Problem, ReadError, read_table, require_columns, source_name, write_table
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from auditor.audit.work import Source
     from auditor.gate import ShardResult
     from auditor.report.models import Report
@@ -121,11 +125,40 @@ def main(
     console.quiet = quiet
 
 
+def model_option(model: type[BaseModel], name: str, *flags: str, note: str = "", **kwargs: Any) -> Any:
+    """The ``typer.Option`` of field ``name`` of ``model`` (:class:`~auditor.audit.AuditOptions`,
+    :class:`~auditor.gate.GatePolicy` ...): its help and bounds are the field's, and the value is
+    validated through the model (a usage error, exit 2, naming the option otherwise). The default
+    is the field's too: give it from :func:`model_defaults`."""
+
+    def validated(value):  # untyped: typer passes the option's value to a callback's only parameter
+        if value is None:  # not given (an optional option, or a deprecated spelling)
+            return None
+        try:
+            return check_field(model, name, value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{exc} (got {value!r})") from None
+
+    return typer.Option(*flags, help=field_help(model, name, note), callback=validated, **kwargs)
+
+
+def model_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """The defaults of ``model``'s optional fields: the defaults of their command-line options."""
+    return {
+        name: field.get_default(call_default_factory=True)
+        for name, field in model.model_fields.items()
+        if not field.is_required()
+    }
+
+
+AUDIT_DEFAULTS, GATE_DEFAULTS = model_defaults(AuditOptions), model_defaults(GatePolicy)
+
+
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="trained bundle directory (default: the shipped model)")]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-model", help="load a bundle even if its file holds types outside the known-safe set")
 ]
-TextColOpt = Annotated[str, typer.Option("--text-col", help="column holding the text")]
+TextColOpt = Annotated[str, model_option(AuditColumns, "text", "--text-col")]
 SchedulerOpt = Annotated[
     str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:port)")
 ]
@@ -533,50 +566,51 @@ def audit(
         ),
     ],
     text_col: TextColOpt,
-    vendor_col: Annotated[str, typer.Option("--vendor-col", help="column naming the vendor (or crowd platform)")],
+    vendor_col: Annotated[str, model_option(AuditColumns, "vendor", "--vendor-col")],
     out: Annotated[Path, typer.Option("--out", help="directory for report.json/.html/.md and items.parquet")],
-    worker_col: Annotated[str | None, typer.Option("--worker-col")] = None,
-    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
-    batch_col: Annotated[str | None, typer.Option("--batch-col")] = None,
-    time_col: Annotated[str | None, typer.Option("--time-col", help="time on task, in seconds")] = None,
-    paste_col: Annotated[str | None, typer.Option("--paste-col", help="paste events (count or true/false)")] = None,
-    keystrokes_col: Annotated[str | None, typer.Option("--keystrokes-col", help="keystroke count")] = None,
+    worker_col: Annotated[str | None, model_option(AuditColumns, "worker", "--worker-col")] = None,
+    id_col: Annotated[str | None, model_option(AuditColumns, "id", "--id-col")] = None,
+    batch_col: Annotated[str | None, model_option(AuditColumns, "batch", "--batch-col")] = None,
+    time_col: Annotated[str | None, model_option(AuditColumns, "time", "--time-col")] = None,
+    paste_col: Annotated[str | None, model_option(AuditColumns, "paste", "--paste-col")] = None,
+    keystrokes_col: Annotated[str | None, model_option(AuditColumns, "keystrokes", "--keystrokes-col")] = None,
     human_reference: Annotated[
-        str | None,
-        typer.Option(
-            help="human-written texts from the same task, to measure false positives and diversity on (path or URL)"
-        ),
-    ] = None,
+        str | None, model_option(AuditOptions, "human_reference", "--human-reference")
+    ] = AUDIT_DEFAULTS["human_reference"],
     machine_reference: Annotated[
-        str | None, typer.Option(help="LLM-written texts for the same task, to measure true positives on (path or URL)")
-    ] = None,
-    reference_text_col: Annotated[str, typer.Option(help="text column of the reference files")] = "text",
+        str | None, model_option(AuditOptions, "machine_reference", "--machine-reference")
+    ] = AUDIT_DEFAULTS["machine_reference"],
+    reference_text_col: Annotated[
+        str, model_option(AuditOptions, "reference_text_col", "--reference-text-col")
+    ] = AUDIT_DEFAULTS["reference_text_col"],
     task: Annotated[
         str | None,
-        typer.Option(
-            help="use the stored references of this task (`auditor references add`); files given with "
-            "--human-reference/--machine-reference replace a role"
+        model_option(
+            AuditOptions,
+            "task",
+            "--task",
+            note="; files given with --human-reference/--machine-reference replace a role",
         ),
-    ] = None,
-    level: Annotated[float, typer.Option(min=0.5, max=0.999, help="interval coverage")] = 0.9,
+    ] = AUDIT_DEFAULTS["task"],
+    level: Annotated[float, model_option(AuditOptions, "level", "--level")] = AUDIT_DEFAULTS["level"],
     tolerance: Annotated[
         float | None,
-        typer.Option(
+        model_option(
+            AuditOptions,
+            "tolerance",
             "--tolerance",
             "--fail-above",
-            min=0.0,
-            max=1.0,
-            help="the largest acceptable LLM share: each vendor's verdict is above, within or cannot tell against "
-            "it, and the audit exits 3 (after writing the report) when some vendor is above",
+            note="; the audit exits 3 (after writing the report) when some vendor is above",
         ),
-    ] = None,
+    ] = AUDIT_DEFAULTS["tolerance"],
+    top_items: Annotated[int, model_option(AuditOptions, "top_items", "--top-items")] = AUDIT_DEFAULTS["top_items"],
     allow_partial: Annotated[
         bool,
         typer.Option(
             "--allow-partial", help="exit 0 with a warning when rows were lost to damaged input or none was scored"
         ),
     ] = False,
-    resume: Annotated[bool, typer.Option(help="reuse chunks scored by an interrupted run of the same audit")] = True,
+    resume: Annotated[bool, model_option(AuditOptions, "resume", "--resume/--no-resume")] = AUDIT_DEFAULTS["resume"],
     model: ModelOpt = None,
     trust_model: TrustOpt = False,
     scheduler: SchedulerOpt = None,
@@ -585,7 +619,7 @@ def audit(
 ) -> None:
     """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
     _quiet_libraries()
-    from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+    from auditor.audit import plan, run_audit
     from auditor.execution import executor
     from auditor.report.render import write_report
     from auditor.scoring import NotCalibratedError
@@ -613,6 +647,7 @@ def audit(
         reference_text_col=reference_text_col,
         task=task,
         tolerance=tolerance,
+        top_items=top_items,
     )
     sources: list[Source] = list(inputs)
     try:
@@ -709,13 +744,13 @@ def gate(
     shards: Annotated[list[str], typer.Argument(help="JSONL (.gz, .zst) or Parquet shards: paths or fsspec URLs")],
     max_synthetic: Annotated[
         float,
-        typer.Option(
+        model_option(
+            GatePolicy,
+            "max_synthetic",
             "--max-synthetic",
             "--tolerance",
-            min=0.0,
-            max=1.0,
-            help="reject above this LLM-written share (the tolerance; --tolerance is the name `auditor audit`, the "
-            "Python API and REST use)",
+            note=": shards above it are rejected (the tolerance; --tolerance is the name `auditor audit`, the Python "
+            "API and REST use)",
         ),
     ],
     manifest: Annotated[Path, typer.Option("--manifest", help="where to write the JSON manifest of decisions")],
@@ -726,8 +761,8 @@ def gate(
         ),
     ] = None,
     max_benchmark_hits: Annotated[
-        int, typer.Option("--max-benchmark-hits", min=0, help="documents with evaluation items tolerated per shard")
-    ] = 0,
+        int, model_option(GatePolicy, "max_benchmark_hits", "--max-benchmark-hits", note=" per shard")
+    ] = GATE_DEFAULTS["max_benchmark_hits"],
     quarantine: Annotated[
         Path | None, typer.Option("--quarantine", help="directory for the offending documents of rejected shards")
     ] = None,
@@ -735,7 +770,7 @@ def gate(
     scorer: Annotated[
         str, typer.Option("--scorer", help="fast: n-gram classifier (default); lm: the LM classifier (slow, stronger)")
     ] = "fast",
-    level: Annotated[float, typer.Option("--level", min=0.5, max=0.999, help="coverage of the share interval")] = 0.95,
+    level: Annotated[float, model_option(GatePolicy, "confidence", "--level")] = GATE_DEFAULTS["confidence"],
     on_inconclusive: Annotated[
         OnInconclusive,
         typer.Option(
@@ -745,8 +780,8 @@ def gate(
             "--quarantine)",
         ),
     ] = OnInconclusive.ESTIMATE,
-    max_scored: Annotated[int, typer.Option(min=10, help="size of the random sample scored at most")] = 5000,
-    seed: Annotated[int, typer.Option(help="seed of the random sample")] = 0,
+    max_scored: Annotated[int, model_option(GatePolicy, "max_scored", "--max-scored")] = GATE_DEFAULTS["max_scored"],
+    seed: Annotated[int, typer.Option(help="seed of the random sample")] = GATE_DEFAULTS["seed"],
     model: Annotated[Path | None, typer.Option("--model", help="model directory for the chosen scorer")] = None,
     human_reference: Annotated[
         str | None,
@@ -762,7 +797,8 @@ def gate(
     workers: OldWorkersOpt = None,
     text_field: OldTextFieldOpt = None,
     confidence: Annotated[
-        float | None, typer.Option("--confidence", min=0.5, max=0.999, hidden=True, help="deprecated: use --level")
+        float | None,
+        model_option(GatePolicy, "confidence", "--confidence", hidden=True, note="; deprecated: use --level"),
     ] = None,
 ) -> None:
     """Judge pre-training shards: reject those whose LLM-written share is above --max-synthetic or that contain evaluation items.
@@ -774,7 +810,7 @@ def gate(
     from detectors.bundle import UntrustedModelFile
 
     text_col = renamed("--text-col", text_col, "--text-field", text_field, default="text")
-    level = renamed("--level", level, "--confidence", confidence, default=0.95)
+    level = renamed("--level", level, "--confidence", confidence, default=GATE_DEFAULTS["confidence"])
     dask_workers = renamed("--dask-workers", dask_workers, "--workers", workers)
     if scorer not in SCORERS:
         fail(f"--scorer must be one of {', '.join(SCORERS)}, not {scorer!r}")

@@ -329,6 +329,7 @@ def audit(
     dask_workers: int | None = None,
     trust_model: bool = False,
     resume: bool = True,
+    top_items: int = 20,
     verbose: bool = False,
 ) -> Report:
     """Audit a delivery, as ``auditor audit`` does: per-vendor and per-worker LLM prevalence.
@@ -338,7 +339,11 @@ def audit(
     name the columns (as ``--text-col``, ``--vendor-col`` ...); ``task``, ``human_reference``,
     ``machine_reference``, ``reference_text_col`` and ``level`` are the command's options;
     ``tolerance`` (``--tolerance``, a share in [0, 1]) decides each vendor's verdict ``above``,
-    ``within`` or ``undetermined`` (:attr:`Report.decisions`), as the command's exit code 3 does.
+    ``within`` or ``undetermined`` (:attr:`Report.decisions`), as the command's exit code 3 does;
+    ``top_items`` is ``--top-items``. The options are validated through
+    :class:`~auditor.audit.AuditOptions`, as the command's and the REST service's are: a value out of
+    its bounds (``level=1.0``, ``tolerance=1.5`` ...) raises a pydantic ``ValidationError`` (a
+    ``ValueError``) naming it, before anything is read or loaded.
 
     ``out``: directory for report.json/.html/.md and items.parquet (a temporary directory,
     removed with the returned :class:`Report`, when None; :meth:`Report.save` writes it
@@ -349,37 +354,39 @@ def audit(
     an uncalibrated model."""
     import pandas as pd
 
-    from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+    from auditor.audit import plan, run_audit
+    from auditor.audit.options import options_from
     from auditor.config import get_settings
     from auditor.execution import executor
     from auditor.report.render import write_report
     from auditor.tasks.store import TaskStore
 
+    options = options_from(
+        {
+            "text_col": text_col,
+            "vendor_col": vendor_col,
+            "worker_col": worker_col,
+            "id_col": id_col,
+            "batch_col": batch_col,
+            "time_col": time_col,
+            "paste_col": paste_col,
+            "keystrokes_col": keystrokes_col,
+            "level": level,
+            "resume": resume,
+            "human_reference": str(human_reference) if human_reference else None,
+            "machine_reference": str(machine_reference) if machine_reference else None,
+            "reference_text_col": reference_text_col,
+            "task": task,
+            "tolerance": tolerance,
+            "top_items": top_items,
+        }
+    )
     tempdir: tempfile.TemporaryDirectory[str] | None = None
     if out is None:
         tempdir = tempfile.TemporaryDirectory(prefix="auditor-audit-")
         target = Path(tempdir.name)
     else:
         target = Path(out)
-    options = AuditOptions(
-        columns=AuditColumns(
-            text=text_col,
-            vendor=vendor_col,
-            worker=worker_col,
-            id=id_col,
-            batch=batch_col,
-            time=time_col,
-            paste=paste_col,
-            keystrokes=keystrokes_col,
-        ),
-        level=level,
-        resume=resume,
-        human_reference=str(human_reference) if human_reference else None,
-        machine_reference=str(machine_reference) if machine_reference else None,
-        reference_text_col=reference_text_col,
-        task=task,
-        tolerance=tolerance,
-    )
     staged = None
     if isinstance(frame_or_paths, pd.DataFrame):
         staged = _stage_frame(frame_or_paths, target / ".input")

@@ -24,7 +24,8 @@ from api.schemas import AuditRowsRequest, AuditStatus
 from api.settings import ServiceSettings
 from api.task_store import valid_name
 from api.uploads import check_decompressed, check_multipart_size, exceeds, read_limited, stored_name
-from auditor.audit import COLUMN_ROLES, AuditColumns, AuditOptions, plan
+from auditor.audit import COLUMN_ROLES, AuditOptions, plan
+from auditor.audit.options import AuditSettings, options_from
 from auditor.reader import ReadError, count_records, describe_format, require_columns
 
 router = APIRouter(tags=["audits"])
@@ -94,18 +95,8 @@ _UPLOAD_BODY = {
                         },
                         **{f"{role}_col": {"type": "string"} for role in COLUMN_ROLES},
                         "reference_text_col": {"type": "string"},
-                        "task": {
-                            "type": "string",
-                            "description": "use the task references stored with POST /v1/tasks/{task}/references",
-                        },
-                        "level": {"type": "number"},
-                        "tolerance": {
-                            "type": "number",
-                            "minimum": 0,
-                            "maximum": 1,
-                            "description": "the largest acceptable LLM share: each vendor's verdict is above, "
-                            "within or undetermined against it",
-                        },
+                        # the options' types, bounds and descriptions: the JSON body's (AuditSettings')
+                        **AuditSettings.model_json_schema()["properties"],
                     },
                 }
             },
@@ -143,37 +134,26 @@ class Submission:
         return fingerprint(head, self.data, *(data for _, (_, data) in sorted(self.references.items())))
 
 
+# The options a submission sets: its columns, AuditSettings' options and the references' text
+# column (never the references' paths, nor resume: those are the service's).
+_OPTION_FIELDS = frozenset(
+    {*(f"{role}_col" for role in COLUMN_ROLES), *AuditSettings.model_fields, "reference_text_col"}
+)
+
+
 def _options(fields: dict[str, Any]) -> AuditOptions:
-    try:
-        level = float(fields.get("level", 0.9))
-    except (TypeError, ValueError):
-        raise Problem(422, f"level must be a number, not {fields['level']!r}") from None
-    if not 0.5 < level < 1:
-        raise Problem(422, f"level must be between 0.5 and 1, not {level}")
-    tolerance = _tolerance(fields.get("tolerance"))
-    columns = {role: fields.get(f"{role}_col") for role in COLUMN_ROLES}
-    if not columns["text"] or not columns["vendor"]:
+    """The submission's options, validated through :class:`AuditOptions` as the command line's and
+    the Python API's are; 422 naming the field (``level``, ``text_col`` ...) otherwise."""
+    fields = {name: value for name, value in fields.items() if name in _OPTION_FIELDS}
+    if not fields.get("text_col") or not fields.get("vendor_col"):
         raise Problem(422, "text_col and vendor_col are required")
-    task = fields.get("task") or None
-    return AuditOptions(
-        columns=AuditColumns(**columns),
-        level=level,
-        reference_text_col=fields.get("reference_text_col") or "text",
-        task=valid_name(task) if task is not None else None,
-        tolerance=tolerance,
-    )
-
-
-def _tolerance(value: Any) -> float | None:
-    if value is None:
-        return None
+    if fields.get("task") is not None:
+        valid_name(fields["task"])  # 422 with the task named, as the task routes answer
     try:
-        tolerance = float(value)
-    except (TypeError, ValueError):
-        raise Problem(422, f"tolerance must be a number, not {value!r}") from None
-    if not 0 <= tolerance <= 1:
-        raise Problem(422, f"tolerance must be a share between 0 and 1, not {tolerance}")
-    return tolerance
+        return options_from(fields)
+    except ValidationError as exc:
+        said = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors()[:3])
+        raise Problem(422, f"the audit options cannot be used: {said}") from None
 
 
 async def _multipart(request: Request, settings: ServiceSettings) -> Submission:
@@ -219,7 +199,7 @@ async def _json_rows(request: Request, settings: ServiceSettings) -> Submission:
         if (texts := getattr(body, role)) is not None
     }
     fields = {f"{role}_col": getattr(body, f"{role}_col") for role in COLUMN_ROLES}
-    fields |= {"level": body.level, "task": body.task, "tolerance": body.tolerance}
+    fields |= {name: getattr(body, name) for name in AuditSettings.model_fields}
     return Submission("rows.jsonl", _jsonl(body.rows), _options(fields), "jsonl", references)
 
 
