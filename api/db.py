@@ -59,6 +59,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class AuditJob(Base):
@@ -96,7 +97,8 @@ class AuditFile(Base):
 
 class IdempotencyKey(Base):
     """A client's ``Idempotency-Key`` for one operation, per tenant: the fingerprint of the request
-    it first came with and the resource that request created (an audit job's id)."""
+    it first came with, the resource that request created (an audit job's id, a task's name) and,
+    where the answer is not the resource's current state, the answer it got (``response``)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
@@ -108,6 +110,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(255))
+    response: Mapped[dict | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -59,7 +59,7 @@ def current_tenant(request: Request, x_api_key: Annotated[str | None, Security(a
     with request.app.state.sessions() as session:
         tenant = tenant_for_key(session, x_api_key)
     if tenant is None:
-        raise Problem(401, "this API key is unknown or revoked")
+        raise Problem(401, "this API key is unknown, revoked or expired")
     return tenant
 
 

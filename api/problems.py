@@ -18,7 +18,7 @@ PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 
 _SAID = {
     400: "the body cannot be parsed (a malformed multipart upload, say)",
-    401: "the X-API-Key header is missing, or the key is unknown or revoked",
+    401: "the X-API-Key header is missing, or the key is unknown, revoked or expired",
     404: "not found for this API key",
     409: "conflicts with the resource's state",
     413: "over the service's size limit (`limit` says which)",

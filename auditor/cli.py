@@ -1240,24 +1240,35 @@ def worker(
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option("--tenant", help="tenant the key belongs to (created if new)")],
+    expires_in: Annotated[
+        str | None,
+        typer.Option("--expires-in", help="the key stops working after this long: 90m, 12h, 30d, 2w (default: never)"),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once, alone on the last line."""
     require_extra("service", *SERVICE_MODULES)
-    from api.db import migrate, session_factory
-    from api.keys import create_key
+    from api.db import migrate, session_factory, utcnow
+    from api.keys import create_key, parse_duration
     from api.settings import get_service_settings
 
+    try:
+        expires_at = utcnow() + parse_duration(expires_in) if expires_in else None
+    except ValueError as exc:
+        fail(f"--expires-in: {exc}")
     settings = get_service_settings()
     migrate(settings.database)
     with session_factory(settings.database)() as session:
-        key, record = create_key(session, tenant)
-    typer.echo(f"created a key for tenant {tenant!r} (prefix {record.prefix}); store it now, it is not shown again:")
+        key, record = create_key(session, tenant, expires_at)
+    until = f", valid until {expires_at.isoformat(timespec='seconds')} UTC" if expires_at else ""
+    typer.echo(
+        f"created a key for tenant {tenant!r} (prefix {record.prefix}{until}); store it now, it is not shown again:"
+    )
     typer.echo(key)
 
 
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its first 12 characters")]) -> None:
-    """Revoke an API key."""
+    """Revoke an API key: refused (401) from the next request on."""
     require_extra("service", *SERVICE_MODULES)
     from api.db import migrate, session_factory
     from api.keys import revoke_key
@@ -1283,8 +1294,9 @@ def keys_list() -> None:
     settings = get_service_settings()
     migrate(settings.database)
     with session_factory(settings.database)() as session:
-        for tenant, prefix, created, revoked in list_keys(session):
-            typer.echo(f"{tenant}\t{prefix}\tcreated {created}" + (f"\trevoked {revoked}" if revoked else ""))
+        for tenant, prefix, created, revoked, expires in list_keys(session):
+            said = f"{tenant}\t{prefix}\tcreated {created}" + (f"\trevoked {revoked}" if revoked else "")
+            typer.echo(said + (f"\texpires {expires}" if expires else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m auditor.cli`
