@@ -62,9 +62,12 @@ class NearDuplicateDetector(Detector):
 
     def setup(self) -> NearDuplicateDetector:
         if getattr(self, "hasher_", None) is None:
-            self.hasher_ = MinHasher(self.num_perm, self.seed, self.shingle, self.n, self.normalisation)
+            hasher = MinHasher(self.num_perm, self.seed, self.shingle, self.n, self.normalisation)
             self.lsh_params_ = lsh_params(self.threshold, self.num_perm)
-            self.index_ = open_reference_index(self.reference, self.hasher_, self.threshold) if self.reference else None
+            self.index_ = open_reference_index(self.reference, hasher, self.threshold) if self.reference else None
+            # Set last: when the index cannot be opened (Redis down), the next call tries again
+            # instead of finding a detector without an index.
+            self.hasher_ = hasher
         return self
 
     @property
