@@ -146,7 +146,10 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pre-ping: a connection the database dropped (a restart, a failover) is replaced before use;
+    # a bounded connect and pool wait: an unreachable database is an error (503), never a hang.
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, pool_timeout=10, connect_args=connect_args)
 
 
 def session_factory(url: str) -> sessionmaker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -10,7 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.outages import OUTAGE_ERRORS, RETRY_AFTER_S, outage_detail, unavailable
 from api.request_id import current_request_id
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 # The body of every error answer, documented once in the OpenAPI components (api.schemas.Problem).
@@ -26,7 +30,7 @@ _SAID = {
     422: "the request does not match the API (`errors` says where) or its content cannot be used",
     429: "this API key sent more requests than its rate limit allows (`limit` per minute); retry after Retry-After",
     500: "an unexpected error; the server log has the details under the request id",
-    503: "the models are loading (Retry-After) or failed to load",
+    503: "the models are loading or the database or Redis is unavailable (both with Retry-After), or the models failed to load",
 }
 
 
@@ -91,6 +95,17 @@ def install(app: FastAPI) -> None:
         return problem_response(
             422, f"the request does not match the API: {said}", errors=errors, instance=str(request.url.path)
         )
+
+    async def _outage(request: Request, exc: Exception):
+        """The database or Redis is down or restarting: 503 with Retry-After, never a 500."""
+        what = unavailable(exc) or "a service this one depends on"
+        log.warning("%s unavailable: %s: %s", what, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        response = problem_response(503, outage_detail(what), instance=str(request.url.path), retry_after=RETRY_AFTER_S)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    for outage in OUTAGE_ERRORS:
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.jobs import jobs_by_state
+from api.outages import RETRY_AFTER_S
 from api.problems import problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
@@ -41,7 +42,9 @@ def healthz(request: Request):
 @router.get(
     "/readyz",
     operation_id="getReadiness",
-    responses=problem_responses((503, "not ready: `checks` says why (Retry-After while the models load)")),
+    responses=problem_responses(
+        (503, "not ready: `checks` says why (Retry-After while the models load or the database is unavailable)")
+    ),
 )
 def readyz(request: Request):
     """Ready to serve: the model is loaded and the database answers. ``tiers`` says which scoring
@@ -62,6 +65,8 @@ def readyz(request: Request):
         response = problem_response(503, f"not ready: {failing}", checks=checks, models=state.models, tiers=tiers)
         if state.models == "loading":
             response.headers["Retry-After"] = str(LOADING_RETRY_AFTER_S)
+        elif not checks["database"]:  # an outage: the pool reconnects when the database is back
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
     return {"status": "ready", **checks, "tiers": tiers}
 
