@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.special import expit, logit
 from sklearn.base import ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
@@ -33,7 +34,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from detectors.base import SCORE, SKIP_REASON, Detector, register
+from detectors.base import SCORE, SKIP_REASON, Detector, OutputColumn, register
 from detectors.ngram import NgramClassifier
 from detectors.perplexity import HISTOGRAM, SIGNALS, PerplexityDetector
 
@@ -95,6 +96,16 @@ class LMTextClassifier(ClassifierMixin, Detector):
 
     name = "classifier"
     version = "3"
+    # Its frame also carries its perplexity detector's signals and spans (declared there).
+    outputs = tuple(
+        OutputColumn(
+            part,
+            pa.float64(),
+            1,
+            "P(LLM-written) of one part of the classifier (llm_probability joins the parts' log-odds)",
+        )
+        for part in CLASSIFIER_PARTS
+    )
 
     def __init__(
         self,

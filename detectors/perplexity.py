@@ -25,41 +25,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from detectors.base import SCORE, Detector, register
+from detectors.base import SCORE, Detector, OutputColumn, register
 from detectors.store import EMBEDDED_LM, resolve_causal_lm
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (
-    "n_tokens",
-    "ll_mean",
-    "ll_std",
-    "logrank_mean",
-    "entropy_mean",
-    "fast_detectgpt",
-    "binoculars",
-    "min_k_prob",
-    "rank1_frac",
-    "rank10_frac",
-    "ll_volatility",
-    "lastde",
+_FLOAT = pa.float64()
+# The signals, with which way each moves for LLM-written text (+1: higher, -1: lower) as the
+# methods that define them intend; reports use it to say which signals "fired" for an item.
+SIGNAL_OUTPUTS = (
+    OutputColumn("n_tokens", pa.int64(), None, "tokens scored (at most max_tokens)"),
+    OutputColumn("ll_mean", _FLOAT, 1, "mean token log-likelihood"),
+    OutputColumn("ll_std", _FLOAT, -1, "spread of the token log-likelihoods"),
+    OutputColumn("logrank_mean", _FLOAT, -1, "mean log(1 + rank) of the tokens"),
+    OutputColumn("entropy_mean", _FLOAT, -1, "mean predictive entropy"),
+    OutputColumn("fast_detectgpt", _FLOAT, 1, "Fast-DetectGPT analytic sampling discrepancy"),
+    OutputColumn("binoculars", _FLOAT, -1, "log-perplexity over the model's own cross-entropy"),
+    OutputColumn("min_k_prob", _FLOAT, 1, "mean log-likelihood of the least likely k% of tokens"),
+    OutputColumn("rank1_frac", _FLOAT, 1, "share of tokens the model ranks first"),
+    OutputColumn("rank10_frac", _FLOAT, 1, "share of tokens in the model's top ten"),
+    OutputColumn("ll_volatility", _FLOAT, -1, "mean jump between consecutive token log-likelihoods"),
+    OutputColumn("lastde", _FLOAT, 1, "Lastde: log-likelihood over the multiscale diversity entropy's spread"),
 )
-# Which way each signal moves for LLM-written text (+1: higher, -1: lower), as the methods
-# that define them intend; reports use it to say which signals "fired" for an item.
-MACHINE_DIRECTION = {
-    "ll_mean": 1,
-    "ll_std": -1,
-    "logrank_mean": -1,
-    "entropy_mean": -1,
-    "fast_detectgpt": 1,
-    "binoculars": -1,
-    "min_k_prob": 1,
-    "rank1_frac": 1,
-    "rank10_frac": 1,
-    "ll_volatility": -1,
-    "lastde": 1,
-}
+SIGNALS = tuple(o.name for o in SIGNAL_OUTPUTS)
+# Derived from the declarations, for scripts that read the LM's signals alone; the auditor asks
+# the registry (detectors.machine_directions) for every registered detector's.
+MACHINE_DIRECTION = {o.name: o.machine for o in SIGNAL_OUTPUTS if o.machine is not None}
 # Token-level distributions (GLTR, Ghostbuster): the share of a text's tokens in each bin of
 # target rank, log-probability, predictive entropy and surprise (log-probability minus its
 # expectation). Means hide the shape these keep: LLM text has few very unlikely tokens.
@@ -123,6 +116,11 @@ class PerplexityDetector(Detector):
 
     name = "perplexity"
     version = "2"
+    outputs = (
+        *SIGNAL_OUTPUTS,
+        OutputColumn("token_truncated", pa.bool_(), None, "scored on its first max_tokens tokens only"),
+    )
+    output_prefix = "ppl_"
 
     def __init__(
         self,
