@@ -15,6 +15,7 @@ import pandas as pd
 
 from detectors.classifier import EMBEDDING
 from detectors.perplexity import HISTOGRAM, PerplexityDetector
+from detectors.store import model_cache_dir
 
 _KEY = "text_key"
 _OUTPUT_SETTINGS = ("model", "max_tokens", "min_k", "embeddings", "pool_layers", "histograms")
@@ -26,10 +27,13 @@ def text_key(text: str) -> str:
 
 
 class FeatureStore:
+    """The outputs of ``detector`` under ``<root>/features`` (``root``: the cache directory; the
+    model cache, ``$AUDITOR_MODEL_CACHE_DIR``, when that is set: LM passes are expensive to redo)."""
+
     def __init__(self, root: Path, detector: PerplexityDetector):
         settings = {k: detector.get_params()[k] for k in _OUTPUT_SETTINGS}
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        self.dir = Path(root) / "features" / f"{detector.id}-{digest}"
+        self.dir = model_cache_dir(root) / "features" / f"{detector.id}-{digest}"
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
         self.detector = detector

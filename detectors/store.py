@@ -26,6 +26,11 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AUDITOR_CACHE_DIR"
+# Everything the auditor writes lives under the cache directory (AUDITOR_CACHE_DIR): task references,
+# reference and benchmark indexes, the service's database and jobs. Converted models and LM feature
+# caches, expensive to rebuild, live there too unless MODEL_CACHE_ENV names another directory (the
+# test suite keeps its data in a temporary cache and its models in the user's).
+MODEL_CACHE_ENV = "AUDITOR_MODEL_CACHE_DIR"
 EMBEDDED_LM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 
@@ -41,6 +46,14 @@ class ModelNotAvailable(RuntimeError):  # noqa: N818 - public name, raised to an
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "llm-auditor").expanduser()
+
+
+def model_cache_dir(cache_dir: Path | str | None = None) -> Path:
+    """Where converted models (``models/``) and LM feature caches (``features/``) live:
+    ``$AUDITOR_MODEL_CACHE_DIR`` when set, else ``cache_dir`` (default: :func:`default_cache_dir`)."""
+    if os.environ.get(MODEL_CACHE_ENV):
+        return Path(os.environ[MODEL_CACHE_ENV]).expanduser()
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
 def _installed_wheel_dir(module: str) -> Path | None:
@@ -107,7 +120,7 @@ def provision_smollm2(cache_dir: Path | None = None) -> Path:
     Idempotent and safe against concurrent callers (a file lock guards the conversion,
     and the finished directory appears atomically by rename).
     """
-    target = (cache_dir or default_cache_dir()) / "models" / EMBEDDED_LM
+    target = model_cache_dir(cache_dir) / "models" / EMBEDDED_LM
     marker = target / "provenance.json"
     if marker.exists():
         return target

@@ -1,10 +1,13 @@
 """Fixtures shared across the test suite: the data the repository ships (a mini corpus of
 permissively licensed public sets, tests/fixtures/), the full public corpus (tests marked
-`corpus` only), and the Redis test server."""
+`corpus` only), the Redis test server, and the temporary cache every test writes to
+(:func:`suite_cache`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,13 +26,45 @@ def skip_or_fail(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def pytest_configure(config):
-    """Keep the suite's reference index away from the user's cache."""
-    import tempfile
+@dataclass(frozen=True)
+class SuiteCache:
+    """Where the suite keeps what the auditor writes (``tmp``), and the user's cache it stays out
+    of (``user``) but whose models it uses (``models``)."""
 
-    os.environ.setdefault(
-        "AUDITOR_REFERENCE_INDEX", str(Path(tempfile.mkdtemp(prefix="auditor-tests-")) / "reference.sqlite")
-    )
+    tmp: Path
+    user: Path
+    models: Path
+
+
+def _clear_settings() -> None:
+    """Settings read from the environment before it changed are read again."""
+    from api.settings import get_service_settings
+    from auditor.config import get_settings
+
+    get_settings.cache_clear()
+    get_service_settings.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_cache(tmp_path_factory) -> Iterator[SuiteCache]:
+    """Every test writes task references, reference and benchmark indexes, job files and the
+    service's database under a temporary cache (``AUDITOR_CACHE_DIR``), never under the user's
+    (``~/.cache/llm-auditor`` or the ``AUDITOR_CACHE_DIR`` the suite was started with). The
+    converted LM and the LM feature caches, expensive to rebuild, are still the user's:
+    ``AUDITOR_MODEL_CACHE_DIR`` points there (unless it already names a model cache), and
+    subprocesses inherit both variables."""
+    from detectors.store import CACHE_ENV, MODEL_CACHE_ENV, default_cache_dir, model_cache_dir
+
+    cache = SuiteCache(tmp=tmp_path_factory.mktemp("auditor-cache"), user=default_cache_dir(), models=model_cache_dir())
+    patch = pytest.MonkeyPatch()
+    patch.setenv(CACHE_ENV, str(cache.tmp))
+    patch.setenv(MODEL_CACHE_ENV, str(cache.models))
+    patch.setenv("AUDITOR_REFERENCE_INDEX", str(cache.tmp / "reference-index.sqlite"))
+    patch.delenv("AUDITOR_TASKS_DIR", raising=False)  # tasks: <cache>/tasks, unless a test sets its own
+    _clear_settings()
+    yield cache
+    patch.undo()
+    _clear_settings()
 
 
 def pytest_collection_modifyitems(config, items):

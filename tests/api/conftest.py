@@ -127,7 +127,7 @@ def service(request, tmp_path_factory, redis_url):
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("AUDITOR_") or k in ("AUDITOR_CACHE_DIR", "AUDITOR_DATASETS_DIR")
+        if not k.startswith("AUDITOR_") or k in ("AUDITOR_CACHE_DIR", "AUDITOR_MODEL_CACHE_DIR", "AUDITOR_DATASETS_DIR")
     }
     env.update(
         {

@@ -50,7 +50,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def launch(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_") or k == "AUDITOR_CACHE_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AUDITOR_") or k in ("AUDITOR_CACHE_DIR", "AUDITOR_MODEL_CACHE_DIR")
+    }
     env["AUDITOR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'auditor.db'}"
     (tmp_path / "launch.py").write_text(LAUNCHER)
     started: list[subprocess.Popen] = []
