@@ -8,6 +8,7 @@ references and keeps the scores, so later audits do not score them again.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep, TasksDep
+from api.deps import SessionDep, SettingsDep, TasksDep, TenantDep
+from api.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, earlier_row, fingerprint, remember
 from api.problems import Problem, problem_responses
 from api.schemas import RoleCounts, TaskDetail, TaskReferencesAdded, TaskReferencesRequest, TaskSummary
 from api.settings import ServiceSettings
@@ -99,6 +103,11 @@ class Upload:
     def add(self, role: str, texts: list[str], origin: str) -> None:
         self.texts.setdefault(role, []).extend(texts)
         self.origins.setdefault(role, []).append(origin)
+
+    def fingerprint(self, task: str) -> str:
+        """The same for the same texts of each role, origins and ``replace``, however they were sent."""
+        head = {"task": task, "replace": self.replace, "origins": self.origins}
+        return fingerprint(head, *(json.dumps(self.texts.get(role)).encode() for role in ROLES))
 
 
 def _errors(exc: ValidationError) -> str:
@@ -229,33 +238,64 @@ def _stored_texts(tasks: TenantTasks, task: str, before: TaskInfo | None, role: 
 def _store(tasks: TenantTasks, task: str, upload: Upload) -> TaskReferencesAdded:
     """Store every role of the upload, unscored, or nothing (each role is checked first)."""
     with tasks.lock(task, REQUEST_LOCK_SECONDS):
+        return _store_locked(tasks, task, upload)
+
+
+def _store_locked(tasks: TenantTasks, task: str, upload: Upload) -> TaskReferencesAdded:
+    try:
+        before: TaskInfo | None = tasks.info(task)
+    except TaskError:
+        before = None
+    for role, texts in upload.texts.items():
+        if not texts:
+            raise Problem(422, f"task {task!r}: no {role} texts given (empty, or all blank)", task=task, role=role)
+        total = len(_stored_texts(tasks, task, before, role, upload.replace) | set(texts))
+        if total < MIN_TEXTS:
+            raise Problem(
+                422,
+                f"task {task!r}: the {role} reference would hold {total} text(s); at least {MIN_TEXTS} are "
+                f"needed (and {FEW_TEXTS}+ for useful error rates)",
+                task=task,
+                role=role,
+            )
+    stored, info = {}, before
+    for role, texts in upload.texts.items():
+        kept = getattr(before, role) if before is not None and not upload.replace else None
         try:
-            before: TaskInfo | None = tasks.info(task)
-        except TaskError:
-            before = None
-        for role, texts in upload.texts.items():
-            if not texts:
-                raise Problem(422, f"task {task!r}: no {role} texts given (empty, or all blank)", task=task, role=role)
-            total = len(_stored_texts(tasks, task, before, role, upload.replace) | set(texts))
-            if total < MIN_TEXTS:
-                raise Problem(
-                    422,
-                    f"task {task!r}: the {role} reference would hold {total} text(s); at least {MIN_TEXTS} are "
-                    f"needed (and {FEW_TEXTS}+ for useful error rates)",
-                    task=task,
-                    role=role,
-                )
-        stored, info = {}, before
-        for role, texts in upload.texts.items():
-            kept = getattr(before, role) if before is not None and not upload.replace else None
-            try:
-                info = tasks.add(task, role, texts, None, "", ", ".join(upload.origins[role]), replace=upload.replace)
-            except TaskError as exc:
-                raise Problem(422, str(exc), task=task, role=role) from None
-            stored[role] = getattr(info, role).n_texts - (kept.n_texts if kept else 0)
+            info = tasks.add(task, role, texts, None, "", ", ".join(upload.origins[role]), replace=upload.replace)
+        except TaskError as exc:
+            raise Problem(422, str(exc), task=task, role=role) from None
+        stored[role] = getattr(info, role).n_texts - (kept.n_texts if kept else 0)
     if info is None:
         raise Problem(422, "give the task's texts as 'human' and/or 'machine'")
     return TaskReferencesAdded(**info.summary(), stored=RoleCounts(**stored))
+
+
+_ADD = "addTaskReferences"  # the operation idempotency keys of reference uploads belong to
+
+
+def _store_once(
+    tasks: TenantTasks, task: str, upload: Upload, session: Session, tenant_id: str, key: str
+) -> tuple[TaskReferencesAdded, bool]:
+    """Store the upload once per Idempotency-Key: the answer, and whether it is the first
+    request's answer again (a retry). The key is looked up and stored under the task's lock, so
+    that a retry racing the first request waits for it and then answers as its retry."""
+    request_hash = upload.fingerprint(task)
+    with tasks.lock(task, REQUEST_LOCK_SECONDS):
+        if (row := earlier_row(session, tenant_id, _ADD, key, request_hash)) is not None:
+            return TaskReferencesAdded.model_validate(row.response), True
+        added = _store_locked(tasks, task, upload)
+        remember(session, tenant_id, _ADD, key, request_hash, f"/v1/tasks/{task}", added.model_dump(mode="json"))
+        try:
+            session.commit()
+        except IntegrityError:
+            # The same key, committed meanwhile by a request for another task (the lock is per
+            # task): that one is the key's first request, so this one is another request with it.
+            session.rollback()
+            if (row := earlier_row(session, tenant_id, _ADD, key, request_hash)) is None:
+                raise
+            return TaskReferencesAdded.model_validate(row.response), True
+    return added, False
 
 
 @router.post(
@@ -264,20 +304,40 @@ def _store(tasks: TenantTasks, task: str, upload: Upload) -> TaskReferencesAdded
     status_code=201,
     response_model=TaskReferencesAdded,
     openapi_extra=_REFERENCES_BODY,
-    responses=problem_responses(
-        400,
-        _SCORING,
-        (413, "the upload or its decompressed size is too large, or too many texts (`limit`)"),
-        (415, "not JSON or multipart, or a file of unknown format"),
-        (422, "no usable texts, too few of them, an unknown column or a task name no task can have"),
-    ),
+    responses={
+        200: {
+            "description": "a retry: the answer the first request with this Idempotency-Key got, with its Location "
+            f"and `{REPLAYED_HEADER}: true` (nothing stored again)",
+            "model": TaskReferencesAdded,
+        },
+        **problem_responses(
+            400,
+            (
+                409,
+                "an audit is scoring this task's references (retry after `retry_after` seconds), or the "
+                "Idempotency-Key was first sent with another request",
+            ),
+            (413, "the upload or its decompressed size is too large, or too many texts (`limit`)"),
+            (415, "not JSON or multipart, or a file of unknown format"),
+            (422, "no usable texts, too few of them, an unknown column or a task name no task can have"),
+        ),
+    },
 )
 async def add_task_references(
-    task: str, request: Request, response: Response, tasks: TasksDep, settings: SettingsDep
+    task: str,
+    request: Request,
+    response: Response,
+    tasks: TasksDep,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskReferencesAdded:
     """Store human and/or LLM-written texts of a task for this key's tenant: files (multipart
     parts `human`, `machine`, with `text_col` and `replace`) or JSON lists. They are added to
-    the role's stored texts unless `replace`; the first audit using the task scores them."""
+    the role's stored texts unless `replace`; the first audit using the task scores them. With an
+    `Idempotency-Key`, a retry of the same upload answers 200 with the first answer (nothing is
+    stored again); the same key with another upload is 409."""
     valid_name(task)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -291,8 +351,13 @@ async def add_task_references(
             "send the references as application/json lists or as a multipart/form-data upload, "
             f"not {content_type or 'no content type'}",
         )
-    added = await run_in_threadpool(_store, tasks, task, upload)
     response.headers["Location"] = f"/v1/tasks/{task}"
+    if not idempotency_key:
+        return await run_in_threadpool(_store, tasks, task, upload)
+    added, replayed = await run_in_threadpool(_store_once, tasks, task, upload, session, tenant.id, idempotency_key)
+    if replayed:
+        response.status_code = 200
+        response.headers[REPLAYED_HEADER] = "true"
     return added
 
 
