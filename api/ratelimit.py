@@ -7,8 +7,9 @@ under ``/v1`` and are never limited.
 
 A key is limited after it is authenticated (an unknown key is 401, not 429), by its SHA-256
 hash (the key itself is never stored). When Redis cannot be reached the request is let
-through and a warning logged (at most once a minute): the limit guards against abuse, and an
-outage of its store should not take the service down with it."""
+through and a warning logged (at most once a minute), and Redis is not asked again for
+:data:`PAUSE_SECONDS` (no request waits on a dead Redis twice in a row): the limit guards against
+abuse, and an outage of its store should not take the service down with it."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "auditor-api-key"  # the limit's key in the storage: LIMITS/<NAMESPACE>/<key hash> ...
 _WARN_EVERY_SECONDS = 60.0
+PAUSE_SECONDS = 5.0  # after its store failed, the limit is not applied for this long
+_REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
 
 
 class RateLimit:
@@ -40,11 +43,14 @@ class RateLimit:
         # (a served process has one; tests may run several).
         self._limiters: dict[asyncio.AbstractEventLoop, MovingWindowRateLimiter] = {}
         self._warned_at = -math.inf
+        self._paused_until = -math.inf
 
     def _storage(self) -> Storage:
         if self.redis_url:
             uri = "async+" + self.redis_url.split("#", 1)[0]
-            return RedisStorage(uri, implementation="redispy", wrap_exceptions=True, key_prefix="auditor-limits")
+            return RedisStorage(
+                uri, implementation="redispy", wrap_exceptions=True, key_prefix="auditor-limits", **_REDIS_TIMEOUTS
+            )
         return MemoryStorage()
 
     def _limiter(self) -> MovingWindowRateLimiter:
@@ -58,6 +64,8 @@ class RateLimit:
 
     async def check(self, key_hash: str) -> None:
         """Count one request of the key; 429 (with ``retry_after``) when it is over the limit."""
+        if time.monotonic() < self._paused_until:
+            return
         limiter = self._limiter()
         try:
             if await limiter.hit(self.item, key_hash):
@@ -65,6 +73,7 @@ class RateLimit:
             stats = await limiter.get_window_stats(self.item, key_hash)
         except StorageError as exc:
             now = time.monotonic()
+            self._paused_until = now + PAUSE_SECONDS
             if now - self._warned_at >= _WARN_EVERY_SECONDS:
                 self._warned_at = now
                 log.warning("rate limit not applied: its store cannot be reached (%s)", exc.storage_error)

@@ -123,6 +123,9 @@ def test_an_unreachable_redis_lets_requests_through_with_a_warning(caplog):
     from api.ratelimit import RateLimit
 
     limit = RateLimit(1, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    asked = []
+    make = limit._limiter
+    limit._limiter = lambda: asked.append(1) or make()  # type: ignore[method-assign]
 
     async def requests() -> None:
         for _ in range(3):
@@ -132,6 +135,7 @@ def test_an_unreachable_redis_lets_requests_through_with_a_warning(caplog):
         asyncio.run(requests())
     warnings = [r for r in caplog.records if "rate limit not applied" in r.getMessage()]
     assert len(warnings) == 1  # once, not once per request
+    assert len(asked) == 1  # and the requests after the failure did not wait on Redis again
 
 
 def test_the_openapi_document_names_the_429_of_every_v1_operation(limited):
