@@ -195,26 +195,32 @@ def load_calibration(directory: Path) -> Calibration | None:
 
 
 def signal_reference(human_signals: dict[str, np.ndarray]) -> dict[str, float]:
-    """95th percentile of human values, oriented so that larger means more machine-like."""
-    from detectors.perplexity import MACHINE_DIRECTION
+    """95th percentile of human values, oriented so that larger means more machine-like, for
+    each of the given signals that a registered detector declares a direction for."""
+    from detectors import machine_directions
 
+    directions = machine_directions()
     reference = {}
-    for name, direction in MACHINE_DIRECTION.items():
-        values = _scored(human_signals[name]) * direction
-        if len(values):
-            reference[name] = round(float(np.quantile(values, 0.95)), 4)
+    for name, values in human_signals.items():
+        if name not in directions:
+            continue
+        oriented = _scored(values) * directions[name]
+        if len(oriented):
+            reference[name] = round(float(np.quantile(oriented, 0.95)), 4)
     return reference
 
 
 def signals_fired(signals: dict[str, float], reference: dict[str, float] | None) -> list[str]:
     """Signals of one item beyond the human 95th percentile in the machine-like direction."""
-    from detectors.perplexity import MACHINE_DIRECTION
+    from detectors import machine_directions
 
     if not reference:
         return []
+    directions = machine_directions()
     fired = []
     for name, q95 in reference.items():
         value = signals.get(name)
-        if value is not None and not np.isnan(value) and value * MACHINE_DIRECTION[name] > q95:
+        direction = directions.get(name)  # None: no registered detector declares it now
+        if direction is not None and value is not None and not np.isnan(value) and value * direction > q95:
             fired.append(name)
     return fired

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from detectors.store import EMBEDDED_LM, default_cache_dir
 
@@ -34,6 +35,19 @@ class Settings(BaseSettings):
     dedup_threshold: float = Field(0.4, gt=0, le=1, description="Jaccard similarity that counts as a near-duplicate")
     chunk_rows: int = Field(512, ge=1, description="rows scored per step (progress and resume granularity)")
     tasks_dir: Path | None = Field(None, description="stored task references; default: <cache_dir>/tasks")
+    detectors: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="more registered detectors (names, comma-separated) run next to the scoring model: "
+        "their declared outputs become columns of the scored items",
+    )
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
 
     @field_validator("cache_dir", mode="after")
     @classmethod

@@ -23,9 +23,10 @@ from auditor.calibration import (
 from auditor.config import Settings
 from auditor.corpus import EVALUATION_ONLY_DOMAINS
 from auditor.features import FeatureStore
+from detectors import machine_directions
 from detectors.bundle import save_bundle
 from detectors.classifier import SHIPPED_LAYERS, LMTextClassifier
-from detectors.perplexity import MACHINE_DIRECTION, PerplexityDetector
+from detectors.perplexity import PerplexityDetector
 
 
 @dataclass
@@ -106,7 +107,9 @@ def train_bundle(
             model=str(out),
         )
         held_humans = signals.iloc[calibration_idx[held_labels == 0]]
-        calibration.signal_reference = signal_reference({k: held_humans[k].to_numpy() for k in MACHINE_DIRECTION})
+        calibration.signal_reference = signal_reference(
+            {k: held_humans[k].to_numpy() for k in machine_directions() if k in held_humans}
+        )
         save_calibration(calibration, bundle)
     return TrainingResult(bundle, classifier.training_counts_, calibration)
 

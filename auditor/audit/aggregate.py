@@ -23,9 +23,22 @@ from auditor.report.models import (
     WorkerReport,
 )
 from auditor.report.verdict import verdict_for
-from auditor.scoring import FLAGGED, PROBABILITY, SIGNAL_PREFIX
+from auditor.scoring.schema import (
+    DUP_CLUSTER,
+    DUP_JACCARD,
+    DUP_NEAREST,
+    FLAG_REASON,
+    FLAGGED,
+    PROBABILITY,
+    REF_JACCARD,
+    REF_KEY,
+    REF_LABEL,
+    REF_SOURCE,
+    SPANS,
+    TEXT_TRUNCATED,
+)
 from auditor.stats import Interval, wilson
-from detectors.perplexity import MACHINE_DIRECTION
+from detectors import output_columns
 
 FAST_TYPING_CPS = 8.0  # characters per second of whole-task time: faster than people type
 SMALL_VENDOR = 30
@@ -119,28 +132,29 @@ def item_behaviour(behaviour: pd.DataFrame, index) -> dict[str, Any]:
 
 
 def evidence(item: pd.Series, estimator: Estimator, behaviour: pd.DataFrame, max_spans: int = 3) -> ItemEvidence:
-    signals = {name: _number(item.get(SIGNAL_PREFIX + name)) for name in MACHINE_DIRECTION}
-    spans = item["spans"]
+    # Every registered detector's signals that say which way is machine-like, by output name.
+    signals = {o.name: _number(item.get(column)) for column, o in output_columns().items() if o.machine is not None}
+    spans = item[SPANS]
     spans = json.loads(spans) if isinstance(spans, str) else (spans or [])
     text = item["text"] if isinstance(item["text"], str) else ""
     ranked = sorted(spans, key=lambda s: -s.get("fast_detectgpt", 0))[:max_spans]
     highlighted = [dict(s, text=text[s["start"] : s["end"]]) for s in sorted(ranked, key=lambda s: s["start"])]
     nearest = None
-    if item.get("ref_key"):
+    if item.get(REF_KEY):
         nearest = {
             "kind": "reference",
-            "key": item["ref_key"],
-            "jaccard": _number(item["ref_jaccard"]),
-            "label": item.get("ref_label"),
+            "key": item[REF_KEY],
+            "jaccard": _number(item[REF_JACCARD]),
+            "label": item.get(REF_LABEL),
         }
-    elif item.get("dup_nearest"):
-        nearest = {"kind": "same delivery", "item_id": item["dup_nearest"], "jaccard": _number(item["dup_jaccard"])}
+    elif item.get(DUP_NEAREST):
+        nearest = {"kind": "same delivery", "item_id": item[DUP_NEAREST], "jaccard": _number(item[DUP_JACCARD])}
     return ItemEvidence(
         item_id=str(item[ITEM_ID]),
         vendor=str(item["vendor"]),
         worker=item.get("worker"),
         llm_probability=round(float(item[PROBABILITY]), 4),
-        flag_reason=item.get("flag_reason"),
+        flag_reason=item.get(FLAG_REASON),
         signals_fired=signals_fired(signals, estimator.calibration.signal_reference),
         highlighted_spans=highlighted,
         nearest_duplicate=nearest,
@@ -150,9 +164,9 @@ def evidence(item: pd.Series, estimator: Estimator, behaviour: pd.DataFrame, max
 
 
 def duplicate_clusters(items: pd.DataFrame, min_workers: int = 2, min_vendors: int = 1) -> list[DuplicateCluster]:
-    clustered = items[items["dup_cluster"].notna() & (pd.to_numeric(items["dup_cluster"], errors="coerce") >= 0)]
+    clustered = items[items[DUP_CLUSTER].notna() & (pd.to_numeric(items[DUP_CLUSTER], errors="coerce") >= 0)]
     clusters = []
-    for cluster, members in clustered.groupby("dup_cluster"):
+    for cluster, members in clustered.groupby(DUP_CLUSTER):
         workers = sorted({w for w in members["worker"].dropna()}) if "worker" in members else []
         vendors = sorted(set(members["vendor"]))
         enough_workers = len(workers) >= min_workers or (members["worker"].isna().all() and len(members) >= 2)
@@ -231,7 +245,7 @@ def vendor_report(
     estimates = estimator.vendor(probabilities, n_flagged)
     workers = worker_reports(items, estimator, behaviour, clusters, estimates.score_mixture)
     top = scored[scored[FLAGGED]].sort_values(PROBABILITY, ascending=False).head(top_items)
-    references = scored[scored["ref_key"].notna()] if "ref_key" in scored else scored.iloc[:0]
+    references = scored[scored[REF_KEY].notna()] if REF_KEY in scored else scored.iloc[:0]
     report = VendorReport(
         vendor=vendor,
         n_items=len(items),
@@ -252,10 +266,10 @@ def vendor_report(
         reference_matches=[
             ReferenceMatch(
                 item_id=str(r[ITEM_ID]),
-                reference_key=str(r["ref_key"]),
-                jaccard=_number(r["ref_jaccard"]),
-                reference_label=r.get("ref_label"),
-                reference_source=r.get("ref_source"),
+                reference_key=str(r[REF_KEY]),
+                jaccard=_number(r[REF_JACCARD]),
+                reference_label=r.get(REF_LABEL),
+                reference_source=r.get(REF_SOURCE),
             )
             for _, r in references.head(100).iterrows()
         ],
@@ -341,10 +355,10 @@ def input_warnings(items: pd.DataFrame, unreadable_files: dict, encoding_rows: p
         f"rows without a vendor are reported as {MISSING_VENDOR!r}",
         where,
     )
-    if "text_truncated" in items:
+    if TEXT_TRUNCATED in items:
         add(
             "text_truncated",
-            items["text_truncated"].fillna(False).astype(bool),
+            items[TEXT_TRUNCATED].fillna(False).astype(bool),
             "very long texts were cut before scoring",
             where,
         )

@@ -23,6 +23,7 @@ from auditor.execution import Executor, LocalExecutor
 from auditor.reader import ROW_COLUMN, Problem, ReadError, count_records, describe_format, iter_batches, read_columns
 from auditor.reader.tables import fingerprint
 from auditor.scoring import FLAG_REASON, FLAGGED, SCORED, SKIP_REASON, Scorer
+from auditor.scoring.schema import DUP_NEAREST, SPANS
 
 MISSING_VENDOR = "(missing vendor)"
 STATUS = "status"
@@ -114,7 +115,7 @@ def audit_state(paths: Sequence[Source], columns: AuditColumns, scorer: Scorer, 
         "model": str(scorer.model_dir),
         "classifier": scorer.classifier.describe(),
         "calibration_threshold": calibration["threshold"] if calibration else None,
-    }
+    } | ({"detectors": [d.describe() for d in scorer.detectors]} if scorer.detectors else {})
 
 
 def _as_str(value: Any) -> str | None:
@@ -181,7 +182,7 @@ def score_inputs(
     def finish(job: tuple) -> None:
         items, file_index, chunk_index, detected, n_rows = job
         chunk = pd.concat([items.reset_index(drop=True), detected().reset_index(drop=True)], axis=1)
-        chunk["spans"] = chunk["spans"].map(json.dumps)
+        chunk[SPANS] = chunk[SPANS].map(json.dumps)
         work.save(chunk, file_index, chunk_index)
         if on_progress:
             on_progress(n_rows)
@@ -230,8 +231,8 @@ def finalise_items(items: pd.DataFrame, scorer: Scorer) -> pd.DataFrame:
     detected = items.loc[scored, [c for c in items.columns if c in SCORED.by_name and c not in _EVIDENCE]]
     table = scorer.score(items.loc[scored, "text"].tolist(), detected=detected)
     scored_index = np.flatnonzero(scored)
-    nearest = table["dup_nearest"].to_numpy(dtype=float, na_value=np.nan)
-    table["dup_nearest"] = pd.Series(
+    nearest = table[DUP_NEAREST].to_numpy(dtype=float, na_value=np.nan)
+    table[DUP_NEAREST] = pd.Series(
         [items[ITEM_ID].iat[scored_index[int(j)]] if j >= 0 else None for j in np.nan_to_num(nearest, nan=-1)],
         dtype=object,
     )

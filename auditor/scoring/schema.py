@@ -8,11 +8,16 @@ what became of it, then the same scored columns (``dup_nearest`` names the neare
 instead of a row of the batch), then the behavioural measures. Both are validated where a
 table is written (:meth:`TableSchema.conform`): a missing required column, a value of the
 wrong type or a null where none is allowed raises :class:`SchemaError`.
+
+The detectors' signal columns are not listed here: every registered detector declares its
+outputs (:class:`detectors.OutputColumn`), and both tables take them from the registry
+(:func:`detectors.output_columns`) when they are used, so a detector registered later (a
+plug-in, a test's) has its columns in the tables without an edit here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -21,14 +26,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from detectors.classifier import CLASSIFIER_PARTS
-from detectors.perplexity import SIGNALS
+from detectors import output_columns, registered
+from detectors.perplexity import PerplexityDetector
 
 PROBABILITY = "llm_probability"
 FLAGGED = "flagged"
 FLAG_REASON = "flag_reason"
 SKIP_REASON = "skip_reason"
-SIGNAL_PREFIX = "ppl_"
+# The perplexity detector's signals are ppl_<name> in the tables.
+SIGNAL_PREFIX = PerplexityDetector.output_prefix
+TEXT_TRUNCATED = "text_truncated"
+SPANS = "spans"
+DUP_CLUSTER, DUP_CLUSTER_SIZE, DUP_NEAREST, DUP_JACCARD = (
+    "dup_cluster",
+    "dup_cluster_size",
+    "dup_nearest",
+    "dup_jaccard",
+)
+REF_KEY, REF_JACCARD, REF_LABEL, REF_SOURCE = "ref_key", "ref_jaccard", "ref_label", "ref_source"
 
 Role = Literal["decision", "signal", "evidence", "item", "behaviour"]
 
@@ -55,13 +70,34 @@ _STRING, _FLOAT, _INT, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
 
 
 class TableSchema:
-    """An ordered set of :class:`Column` s; other columns (the input's own) may come first."""
+    """An ordered set of :class:`Column` s; other columns (the input's own) may come first.
 
-    def __init__(self, columns: Sequence[Column]) -> None:
-        self.columns = list(columns)
-        self.by_name = {c.name: c for c in self.columns}
-        if len(self.by_name) != len(self.columns):
-            raise ValueError("column names must be unique")
+    Built from a list of columns, or from a function giving them (:func:`signal_columns`): that
+    one is asked again whenever the detector registry has changed, and the schemas made from it
+    (``+``, :meth:`replace`) follow."""
+
+    def __init__(self, columns: Sequence[Column] | Callable[[], Sequence[Column]]) -> None:
+        self._source: Callable[[], Sequence[Column]] = columns if callable(columns) else _fixed(list(columns))
+        self._built: tuple[tuple[object, ...], list[Column], dict[str, Column]] | None = None
+        self._resolve()  # column names must be unique from the start
+
+    def _resolve(self) -> tuple[list[Column], dict[str, Column]]:
+        key = tuple(registered().values())
+        if self._built is None or self._built[0] != key:
+            columns = list(self._source())
+            by_name = {c.name: c for c in columns}
+            if len(by_name) != len(columns):
+                raise ValueError("column names must be unique")
+            self._built = (key, columns, by_name)
+        return self._built[1], self._built[2]
+
+    @property
+    def columns(self) -> list[Column]:
+        return self._resolve()[0]
+
+    @property
+    def by_name(self) -> dict[str, Column]:
+        return self._resolve()[1]
 
     @property
     def names(self) -> list[str]:
@@ -71,10 +107,10 @@ class TableSchema:
         return [c.name for c in self.columns if c.role == role]
 
     def replace(self, name: str, **changes: object) -> TableSchema:
-        return TableSchema([replace(c, **changes) if c.name == name else c for c in self.columns])  # type: ignore[arg-type]
+        return TableSchema(lambda: [replace(c, **changes) if c.name == name else c for c in self.columns])  # type: ignore[arg-type]
 
     def __add__(self, other: TableSchema) -> TableSchema:
-        return TableSchema(self.columns + other.columns)
+        return TableSchema(lambda: self.columns + other.columns)
 
     def arrow(self, frame: pd.DataFrame | None = None) -> pa.Schema:
         """The Arrow schema of ``frame`` laid out by this schema: its other columns first (types
@@ -119,40 +155,42 @@ class TableSchema:
         return path
 
 
-def _signal_columns() -> list[Column]:
-    doc = "perplexity signal of the scoring LM (see detectors/perplexity.py); null when skipped"
-    columns = [
-        Column(SIGNAL_PREFIX + s, _INT if s == "n_tokens" else _FLOAT, "signal", doc, required=False) for s in SIGNALS
+def _fixed(columns: list[Column]) -> Callable[[], list[Column]]:
+    return lambda: columns
+
+
+def signal_columns() -> list[Column]:
+    """The registered detectors' declared outputs as signal columns (the perplexity signals,
+    the classifier's parts, then any other detector's), optional: a model computes only its own."""
+    return [
+        Column(name, output.type, "signal", output.description + "; null when not scored", required=False)
+        for name, output in output_columns().items()
     ]
-    columns.append(
-        Column(
-            SIGNAL_PREFIX + "token_truncated", _BOOL, "signal", "scored on its first max_tokens only", required=False
-        )
-    )
-    part = "P(LLM-written) of one part of the classifier (llm_probability joins the parts' log-odds)"
-    columns += [Column(name, _FLOAT, "signal", part, required=False) for name in CLASSIFIER_PARTS]
-    return columns
 
 
-SCORED = TableSchema(
+_DECISION = TableSchema(
     [
         Column(PROBABILITY, _FLOAT, "decision", "calibrated P(LLM-written); null when the text was skipped"),
         Column(FLAGGED, _BOOL, "decision", "above the calibrated threshold, or a near-copy of known LLM output", False),
         Column(FLAG_REASON, _STRING, "decision", "why it is flagged"),
         Column(SKIP_REASON, _STRING, "decision", "why the text was not scored (missing, empty, too_short)"),
-        *_signal_columns(),
-        Column("text_truncated", _BOOL, "signal", "the text was cut to the detector's character limit", False),
-        Column("spans", _STRING, "signal", "JSON list of sentences with their scores (null: not scored)"),
-        Column("dup_cluster", _INT, "evidence", "near-duplicate cluster within the table, -1 none"),
-        Column("dup_cluster_size", _INT, "evidence", "texts in that cluster (1: none)"),
-        Column("dup_nearest", _INT, "evidence", "row (0-based) of the most similar other text, -1 none"),
-        Column("dup_jaccard", _FLOAT, "evidence", "Jaccard similarity to it"),
-        Column("ref_key", _STRING, "evidence", "best reference-index match"),
-        Column("ref_jaccard", _FLOAT, "evidence", "its Jaccard similarity"),
-        Column("ref_label", _STRING, "evidence", "its label (machine, human, eval ...)"),
-        Column("ref_source", _STRING, "evidence", "its source"),
     ]
 )
+_TEXT_AND_EVIDENCE = TableSchema(
+    [
+        Column(TEXT_TRUNCATED, _BOOL, "signal", "the text was cut to the detector's character limit", False),
+        Column(SPANS, _STRING, "signal", "JSON list of sentences with their scores (null: not scored)"),
+        Column(DUP_CLUSTER, _INT, "evidence", "near-duplicate cluster within the table, -1 none"),
+        Column(DUP_CLUSTER_SIZE, _INT, "evidence", "texts in that cluster (1: none)"),
+        Column(DUP_NEAREST, _INT, "evidence", "row (0-based) of the most similar other text, -1 none"),
+        Column(DUP_JACCARD, _FLOAT, "evidence", "Jaccard similarity to it"),
+        Column(REF_KEY, _STRING, "evidence", "best reference-index match"),
+        Column(REF_JACCARD, _FLOAT, "evidence", "its Jaccard similarity"),
+        Column(REF_LABEL, _STRING, "evidence", "its label (machine, human, eval ...)"),
+        Column(REF_SOURCE, _STRING, "evidence", "its source"),
+    ]
+)
+SCORED = _DECISION + TableSchema(signal_columns) + _TEXT_AND_EVIDENCE
 
 _ITEM = TableSchema(
     [

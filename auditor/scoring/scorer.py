@@ -6,7 +6,10 @@ rest of the table and the reference index) and :meth:`Scorer.decide` (the flag, 
 reason, at the calibrated threshold); :meth:`Scorer.score` runs all three. ``auditor score``,
 ``calibrate``, ``audit``, ``gate``, ``POST /v1/score`` and the service's audit jobs all go
 through it. The scoring model and the near-duplicate detector come from the detector
-registry by name; the scorer owns thresholds and decisions, the detectors only score.
+registry by name, and so do the further detectors the ``detectors`` setting names
+(``AUDITOR_DETECTORS``): every detector's declared outputs become columns of the table
+(:func:`detectors.output_columns`). The scorer owns thresholds and decisions, the detectors
+only score: ``llm_probability`` is the scoring model's, the others add evidence.
 """
 
 from __future__ import annotations
@@ -24,10 +27,17 @@ import pandas as pd
 
 from auditor.calibration import Calibration, load_calibration
 from auditor.config import Settings, get_settings
-from auditor.scoring.schema import FLAG_REASON, FLAGGED, PROBABILITY, SCORED, SIGNAL_PREFIX, SKIP_REASON
-from detectors import SCORE, create, load
+from auditor.scoring.schema import (
+    FLAG_REASON,
+    FLAGGED,
+    PROBABILITY,
+    SCORED,
+    SKIP_REASON,
+    SPANS,
+    TEXT_TRUNCATED,
+)
+from detectors import SCORE, Detector, create, load, output_columns
 from detectors.bundle import default_bundle_dir
-from detectors.classifier import CLASSIFIER_PARTS
 from detectors.duplicates import DUPLICATE_COLUMNS, NearDuplicateDetector
 from detectors.ngram import default_fast_dir
 
@@ -38,7 +48,6 @@ log = logging.getLogger(__name__)
 
 # The scoring models by kind: the registered detector that computes P(LLM-written).
 MODELS = {"lm": "classifier", "fast": "ngram-classifier"}
-_NOT_SIGNALS = {SCORE, SKIP_REASON, "truncated_chars", "spans"}
 
 
 class NotCalibratedError(RuntimeError):
@@ -87,6 +96,8 @@ class Scorer:
         self.classifier = load(MODELS[kind], self.model_dir, trust=trust_model, **_runtime(kind, settings))
         self.calibration: Calibration | None = load_calibration(self.model_dir)
         self.duplicates = self._duplicates(settings.reference_location if reference else None)
+        # More detectors by registered name: their declared outputs join the model's signals.
+        self.detectors: list[Detector] = [create(name) for name in settings.detectors]
         self.trusted = trust_model
         self.memo_size = 100_000
         self._memo: dict[str, pd.Series] = {}
@@ -120,6 +131,8 @@ class Scorer:
     def setup(self) -> Scorer:
         self.classifier.setup()
         self.duplicates.setup()
+        for detector in self.detectors:
+            detector.setup()
         return self
 
     @property
@@ -128,7 +141,8 @@ class Scorer:
 
     # ------------------------------------------------------------------ detection
     def detect(self, texts: Sequence[Any], detector: Callable[[list], pd.DataFrame] | None = None) -> pd.DataFrame:
-        """Per text: llm_probability, skip_reason, the model's signals (ppl_*), text_truncated, spans.
+        """Per text: llm_probability, skip_reason, the detectors' declared outputs (the model's
+        ppl_* signals, its parts, further detectors'), text_truncated, spans.
 
         Results are remembered per exact text (bounded): deliveries repeat answers, and a
         repeated text costs nothing the second time. ``detector`` scores the texts not yet
@@ -196,14 +210,15 @@ class Scorer:
     def _detect_uncached(self, texts: Sequence[Any]) -> pd.DataFrame:
         frame = self.classifier.detect(texts)
         out = pd.DataFrame({PROBABILITY: frame[SCORE].to_numpy(dtype=float), SKIP_REASON: frame[SKIP_REASON]})
-        for column in frame.columns:
-            if column in CLASSIFIER_PARTS:
-                out[column] = frame[column]
-            elif column not in _NOT_SIGNALS:
-                out[SIGNAL_PREFIX + column] = frame[column]
-        out["text_truncated"] = frame["truncated_chars"]
-        spans = frame["spans"] if "spans" in frame else pd.Series([None] * len(frame), dtype=object)
-        out["spans"] = spans.map(lambda s: s if isinstance(s, list) else []).to_numpy()
+        # Each declared output from the first frame that has it: the model's, then the others'.
+        frames = [frame, *(detector.detect(texts) for detector in self.detectors)]
+        for column, output in output_columns().items():
+            source = next((f for f in frames if output.name in f), None)
+            if source is not None:
+                out[column] = source[output.name].set_axis(out.index)
+        out[TEXT_TRUNCATED] = frame["truncated_chars"]
+        spans = frame[SPANS] if SPANS in frame else pd.Series([None] * len(frame), dtype=object)
+        out[SPANS] = spans.map(lambda s: s if isinstance(s, list) else []).to_numpy()
         return out
 
     # ------------------------------------------------------------ evidence, decision
@@ -262,7 +277,7 @@ class Scorer:
             "near_duplicates": self.duplicates.describe()
             | {"reference_index": self.duplicates.index.describe() if self.duplicates.index is not None else None},
             "calibration": self.calibration.model_dump() if self.calibration else None,
-        }
+        } | ({"detectors": [d.describe() for d in self.detectors]} if self.detectors else {})
 
 
 def detect_on_worker(texts: list, kind: str, model_dir: str | None, trust_model: bool) -> pd.DataFrame:
