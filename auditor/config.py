@@ -48,7 +48,6 @@ class Settings(BaseSettings):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
-
     @field_validator("cache_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:

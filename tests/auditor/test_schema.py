@@ -85,3 +85,29 @@ def test_rest_results_and_score_output_share_the_decision_columns():
     from api.schemas import ScoreResult
 
     assert set(SCORED.role("decision")) <= set(ScoreResult.model_fields)
+
+
+LM_SIGNALS = (
+    "ll_mean", "ll_std", "logrank_mean", "entropy_mean", "fast_detectgpt", "binoculars", "min_k_prob", "rank1_frac",
+    "rank10_frac", "ll_volatility", "lastde",
+)  # fmt: skip
+
+
+def test_the_signal_columns_come_from_the_detectors_declarations_in_todays_layout():
+    """The registry builds the signal columns; items.parquet keeps the names, order and types it had
+    when they were listed here by hand."""
+    double, signals = "double", [c for c in ITEMS.columns if c.role == "signal"]
+    assert [(c.name, str(c.type)) for c in signals] == [
+        ("ppl_n_tokens", "int64"),
+        *[(f"ppl_{name}", double) for name in LM_SIGNALS],
+        ("ppl_token_truncated", "bool"),
+        ("lm_probability", double),
+        ("ngram_probability", double),
+        ("text_truncated", "bool"),
+        ("spans", "string"),
+    ]
+    assert all(c.nullable and not c.required for c in signals[:-2])
+    assert ITEMS.names[:11] == ["item_id", "file", "row", "status", "problem", "vendor", "worker", "batch",
+                                "source_id", "duplicate_id", "text"]  # fmt: skip
+    assert ITEMS.names[11:15] == SCORED.names[:4] == ["llm_probability", "flagged", "flag_reason", "skip_reason"]
+    assert ITEMS.names[-4:] == ["time_on_task_s", "chars_per_second", "pasted", "keystrokes_per_char"]
