@@ -70,13 +70,6 @@ class AuditSettings(BaseModel):
         "/v1/tasks/{task}/references)",
     )
 
-    @field_validator("task")
-    @classmethod
-    def _task_name(cls, task: str | None) -> str | None:
-        from auditor.tasks.store import check_name
-
-        return None if task is None else check_name(task)
-
 
 class AuditOptions(AuditSettings):
     """Everything ``auditor audit`` takes besides its input files and output directory."""
@@ -91,6 +84,14 @@ class AuditOptions(AuditSettings):
         None, description="LLM-written texts of the same task, to measure true positives on (path or URL)"
     )
     reference_text_col: str = Field("text", min_length=1, description="text column of the reference files")
+
+    @field_validator("task")
+    @classmethod
+    def _task_name(cls, task: str | None) -> str | None:
+        """A name a task can have (the service checks it first, answering with the task named)."""
+        from auditor.tasks.store import check_name
+
+        return None if task is None else check_name(task)
 
 
 def column_field(role: str) -> str:
