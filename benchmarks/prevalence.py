@@ -11,10 +11,9 @@ of each are scored once with ``auditor score`` (the product's scoring path, cach
 ``--work``). For each task and replicate, 100 human + 100 LLM texts are drawn as the task's
 references; vendors (true shares 0, 5, 10, 25, 50%; n = 200 and 500) are drawn from the
 task's remaining texts (with replacement where a cell needs more texts than remain).
-Each vendor is then estimated by the audit's own functions
-(:func:`auditor.audit.run.estimation_for` and
-:func:`auditor.audit.aggregate.prevalence_estimates`, which ``auditor audit`` calls per
-vendor) in three modes:
+Each vendor is then estimated by the audit's own :class:`auditor.estimate.Estimator` (built as
+``auditor audit`` builds it, its ``vendor()`` called as the audit calls it per vendor) in three
+modes:
 
 * defaults: the shipped calibration only;
 * task references: 100 human + 100 LLM texts of the task (disjoint from the vendor's rows);
@@ -36,10 +35,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from auditor.audit.aggregate import prevalence_estimates  # noqa: E402
-from auditor.audit.run import AuditReferences, estimation_for  # noqa: E402
 from auditor.calibration import load_calibration  # noqa: E402
 from auditor.corpus import load_corpus  # noqa: E402
+from auditor.estimate import Estimator  # noqa: E402
 from detectors.bundle import default_bundle_dir  # noqa: E402
 
 SHARES = (0.0, 0.05, 0.10, 0.25, 0.50)
@@ -47,33 +45,49 @@ SIZES = (200, 500)
 REFERENCE_TEXTS = 100
 MIN_HUMAN, MIN_MACHINE = 120, 150
 CAP_HUMAN, CAP_MACHINE = 300, 250
+MIN_CLEAN_HUMAN = 80
+NON_NATIVE_ESSAYS = "toefl_essay_nonnative"
 LEVEL = 0.9
 HISTOGRAMS_ONLY = "task references, histograms only"
 
 
 def task_pool(work: Path, split: str = "test") -> pd.DataFrame:
-    """The scored texts of every task of ``split`` (scored once, then read from ``work``)."""
+    """The scored texts of every task of ``split`` (scored once, then read from ``work``): the
+    cells with enough human and LLM texts (``kind`` "task") and, for clean vendors, the cells
+    with enough human texts only (``kind`` "clean"; for the test split also the non-native
+    essays, an evaluation-only register)."""
     scored = work / "pool_scored.parquet"
     if not scored.exists():
-        corpus = load_corpus()
-        test = corpus[
-            (corpus["split"] == split) & corpus["train_label"].notna() & (corpus["text"].str.strip().str.len() >= 3)
-        ]
-        counts = test.groupby(["dataset", "domain", "train_label"]).size().unstack(fill_value=0)
-        tasks = counts[(counts[0.0] >= MIN_HUMAN) & (counts[1.0] >= MIN_MACHINE)].index
-        parts = []
-        for dataset, domain in tasks:
-            cell = test[(test["dataset"] == dataset) & (test["domain"] == domain)].sample(frac=1.0, random_state=0)
-            parts += [cell[cell["train_label"] == 0].head(CAP_HUMAN), cell[cell["train_label"] == 1].head(CAP_MACHINE)]
-        pool = pd.concat(parts)[["id", "dataset", "domain", "text", "train_label", "generator"]]
-        pool["task"] = pool["dataset"] + "/" + pool["domain"]
-        pool["id"] = pool["id"].astype(str)
+        pool = _pool_texts(split)
         work.mkdir(parents=True, exist_ok=True)
         pool.to_parquet(work / "pool.parquet", index=False)
         command = [sys.executable, "-m", "auditor.cli", "score", str(work / "pool.parquet"), "--text-col", "text"]
         subprocess.run([*command, "--out", str(scored)], check=True)
     pool = pd.read_parquet(scored)
     return pool[pool["llm_probability"].notna()]
+
+
+def _pool_texts(split: str) -> pd.DataFrame:
+    corpus = load_corpus()
+    usable = corpus["train_label"].notna() & (corpus["text"].str.strip().str.len() >= 3)
+    cells = corpus[usable & (corpus["split"] == split)]
+    counts = cells.groupby(["dataset", "domain", "train_label"]).size().unstack(fill_value=0)
+    is_task = (counts[0.0] >= MIN_HUMAN) & (counts[1.0] >= MIN_MACHINE)
+    is_clean = ~is_task & (counts[0.0] >= MIN_CLEAN_HUMAN)
+    parts = []
+    for (dataset, domain), task in is_task.items():
+        if not (task or is_clean[(dataset, domain)]):
+            continue
+        cell = cells[(cells["dataset"] == dataset) & (cells["domain"] == domain)].sample(frac=1.0, random_state=0)
+        human = cell[cell["train_label"] == 0].head(CAP_HUMAN).assign(kind="task" if task else "clean")
+        parts += [human, cell[cell["train_label"] == 1].head(CAP_MACHINE).assign(kind="task")] if task else [human]
+    if split == "test":
+        essays = corpus[usable & (corpus["domain"] == NON_NATIVE_ESSAYS) & (corpus["train_label"] == 0)]
+        parts.append(essays.assign(kind="clean"))
+    pool = pd.concat(parts)[["id", "dataset", "domain", "text", "train_label", "generator", "kind"]]
+    pool["task"] = pool["dataset"] + "/" + pool["domain"]
+    pool["id"] = pool["id"].astype(str)
+    return pool
 
 
 def vendors_of(task: pd.DataFrame, replicates: int, rng: np.random.Generator):
@@ -94,24 +108,24 @@ def _draw(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame
     return frame.iloc[rng.choice(len(frame), n, replace=n > len(frame))]
 
 
-def estimate_vendor(vendor: pd.DataFrame, references, calibration, model: str) -> dict:
+def estimate_vendor(vendor: pd.DataFrame, references, calibration) -> dict:
     probabilities = vendor["llm_probability"].to_numpy(dtype=float)
-    n_flagged = int(calibration.flags(probabilities).sum())
     human = references[0]["llm_probability"].to_numpy(dtype=float)
     machine = references[1]["llm_probability"].to_numpy(dtype=float)
+    origins = {"human": "task", "machine": "task"}
     modes = {
-        "defaults": AuditReferences(),
-        "task references": AuditReferences(human=human, machine=machine, origins={"human": "task", "machine": "task"}),
-        "human reference only": AuditReferences(human=human, origins={"human": "task"}),
+        "defaults": Estimator.build(calibration, LEVEL),
+        "task references": Estimator.build(calibration, LEVEL, human, machine, origins),
+        "human reference only": Estimator.build(calibration, LEVEL, human, None, origins),
     }
-    out = {}
-    for mode, refs in modes.items():
-        estimation = estimation_for(calibration, model, LEVEL, refs)
-        out[mode] = prevalence_estimates(probabilities, n_flagged, estimation)
-        if mode == "task references":  # the previous estimator, for comparison: histograms alone
-            reference = estimation.reference
-            histograms = replace(estimation, reference=replace(reference, human_scores=None, machine_scores=None))
-            out[HISTOGRAMS_ONLY] = prevalence_estimates(probabilities, n_flagged, histograms)
+    out = {mode: estimator.vendor(probabilities) for mode, estimator in modes.items()}
+    # The previous estimator, for comparison: the mixture on histograms alone.
+    with_references = modes["task references"]
+    assert with_references.reference is not None
+    histograms = replace(
+        with_references, reference=replace(with_references.reference, human_scores=None, machine_scores=None)
+    )
+    out[HISTOGRAMS_ONLY] = histograms.vendor(probabilities)
     return out
 
 
@@ -119,10 +133,10 @@ def run(pool: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
     calibration = load_calibration(default_bundle_dir())
     rng = np.random.default_rng(seed)
     rows = []
-    for task, part in pool.groupby("task"):
+    for task, part in pool[pool["kind"] == "task"].groupby("task"):
         for replicate, share, size, references, vendor in vendors_of(part, replicates, rng):
-            for mode, est in estimate_vendor(vendor, references, calibration, "default").items():
-                headline = est.headline
+            for mode, est in estimate_vendor(vendor, references, calibration).items():
+                headline = est.prevalence
                 rows.append(
                     {
                         "task": task,

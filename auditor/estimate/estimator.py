@@ -22,6 +22,7 @@ from auditor.stats import (
     Interval,
     LowerBound,
     ScoreReference,
+    estimate_agreement,
     flag_rate_sequence,
     item_posteriors,
     mixture_fit,
@@ -39,6 +40,8 @@ from auditor.stats import (
 # from 0 to 11% (non-native essays), so 1.0 is a modest floor, not a worst case.
 UNFAMILIAR_SPREAD = 1.0
 FLAGS, MIXTURE = "flags", "mixture"
+AGREEMENT, G_TEST = "agreement", "g-test"
+FIT_MARGIN = 0.05  # disagreement between cut-offs' estimates tolerated by the fit test (chosen in benchmarks/)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Estimator:
     """Logit SDs of (FPR, TPR) between kinds of text: how far the rates may be off on a task
     whose scores do not fit the references."""
     origins: dict[str, str] = field(default_factory=dict)
+    fit_test: str = AGREEMENT  # "agreement" (of the share implied at several cut-offs) or "g-test" (every bin)
+    fit_margin: float = FIT_MARGIN
 
     @classmethod
     def build(
@@ -142,7 +147,7 @@ class Estimator:
         from_flags = prevalence_from_flags(k, len(scores), self.rates, self.level)
         mixture = prevalence_from_scores(scores, self.reference, self.level) if self.reference else None
         headline = mixture if self.primary == MIXTURE and mixture is not None else from_flags
-        fit = mixture_fit(scores, self.reference, alpha=1 - self.level) if self.reference else None
+        fit = self._fit(scores)
         advice = None
         if fit is not None and not fit.consistent:
             headline = self._unfamiliar_task_prevalence(k, len(scores), headline, mixture)
@@ -160,6 +165,15 @@ class Estimator:
             advice=advice,
             lower_bound=lower,
         )
+
+    def _fit(self, scores: np.ndarray) -> CalibrationFit | None:
+        """Do the references (the calibration's or the task's) describe this vendor's scores?"""
+        if self.reference is None:
+            return None
+        if self.fit_test == G_TEST:
+            return mixture_fit(scores, self.reference, alpha=1 - self.level)
+        threshold = self.calibration.threshold
+        return estimate_agreement(scores, self.reference, threshold, alpha=1 - self.level, margin=self.fit_margin)
 
     def batch(self, probabilities: np.ndarray, n_flagged: int) -> Interval:
         """A batch's prevalence by the primary estimator (no fit test: batches are small)."""

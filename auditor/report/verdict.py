@@ -43,6 +43,7 @@ import math
 from typing import Any, Literal
 
 from auditor.report.models import Decision, VendorReport, Verdict
+from auditor.stats import Interval, LowerBound
 
 MIN_SCORED = 10
 """Fewer scored items than this give no statement: an estimate from a handful of texts is no basis for one."""
@@ -81,10 +82,14 @@ TASK_REFERENCES_REMEDY = (
 
 def share_bounds(vendor: VendorReport) -> tuple[float, float]:
     """The LLM share the vendor's verdict rests on: (at least, at most); see the module docstring."""
-    if vendor.n_scored < MIN_SCORED:
+    return bounds_of(vendor.n_scored, vendor.prevalence, vendor.prevalence_lower_bound)
+
+
+def bounds_of(n_scored: int, prevalence: Interval, lower_bound: LowerBound | None) -> tuple[float, float]:
+    """(at least, at most) from a vendor's headline interval and its human-reference bound."""
+    if n_scored < MIN_SCORED:
         return 0.0, 1.0
-    prevalence = vendor.prevalence
-    bound = vendor.prevalence_lower_bound.bound if vendor.prevalence_lower_bound is not None else 0.0
+    bound = lower_bound.bound if lower_bound is not None else 0.0
     at_least = _clip(max(prevalence.ci_low, bound))
     return at_least, max(_clip(prevalence.ci_high), at_least)
 

@@ -148,3 +148,25 @@ def test_a_tiny_or_constant_reference_falls_back_to_the_histogram_fit(machine):
     reference = ScoreReference.from_scores(_human(rng, 50), machine)
     result = prevalence_from_scores(_vendor(rng, 50, 0.2), reference, bootstrap=30)
     assert 0 <= result.ci_low <= result.estimate <= result.ci_high <= 1
+
+
+def test_the_agreement_test_lets_same_task_vendors_pass_and_rejects_shifted_error_rates():
+    """The fit test aimed at the estimate: vendors drawn from the references pass at about the
+    stated rate, vendors whose humans score higher (a higher false-positive rate at the
+    threshold than the references say) are rejected."""
+    from auditor.stats import estimate_agreement
+
+    rng = np.random.default_rng(10)
+    reference = ScoreReference.from_scores(_human(rng, 300), _llm(rng, 300))
+    same_task = [estimate_agreement(_vendor(rng, 300, s), reference, 0.5, bootstrap=200) for s in (0, 0.1, 0.3) * 8]
+    assert np.mean([not f.consistent for f in same_task]) <= 0.15
+    assert all(0 < f.p_value <= 1 for f in same_task)
+
+    def other_humans(rng, n):
+        return rng.beta(3, 5, n)
+
+    other_task = [
+        estimate_agreement(_vendor(rng, 400, 0.2, other_humans), reference, 0.5, bootstrap=200) for _ in range(10)
+    ]
+    assert np.mean([not f.consistent for f in other_task]) >= 0.8
+    assert all(f.statistic > 0 and "cut-offs" in f.method for f in other_task)
