@@ -2,7 +2,7 @@
 
 A worker loads the models once, then loops: claim the oldest queued job (or a running one
 whose worker stopped sending heartbeats), run the same audit the CLI runs (the same
-``run_audit`` with the same :class:`~auditor.audit.AuditOptions`, in the worker process or
+``run_audit`` with the same :class:`~auditor.auditing.AuditOptions`, in the worker process or
 on the Dask scheduler of ``AUDITOR_DASK_SCHEDULER``), store the report in the database, and
 record each vendor's estimate for the vendor history. A job submitted with ``task`` uses
 the tenant's references of that task, scored (once) by the first job that uses them.
@@ -38,7 +38,7 @@ from api.db import AuditFile, AuditJob, VendorEstimate, session_factory, utcnow
 from api.outages import OUTAGE_ERRORS, unavailable
 from api.settings import ServiceSettings as Settings
 from api.task_store import TenantTasks
-from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+from auditor.auditing import AuditColumns, AuditOptions, plan, run_audit
 from auditor.execution import executor
 from auditor.reader import ReadError
 from auditor.report.render import render_html, render_markdown

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.tiers import TIER_DESCRIPTION, Tier
-from auditor.audit.options import AuditColumns, AuditSettings
+from auditor.auditing.options import AuditColumns, AuditSettings
 from auditor.tasks.store import TaskInfo
 
 
@@ -116,7 +116,7 @@ class AuditRowsRequest(AuditSettings):
     """A delivery as JSON rows, with the options of `auditor audit` (columns of every role,
     references as lists of texts, a stored task, the interval level, the tolerance, the flagged
     items shown). The options' types, bounds, defaults and descriptions are
-    :class:`~auditor.audit.options.AuditSettings`' (inherited): the command line's and the Python
+    :class:`~auditor.auditing.options.AuditSettings`' (inherited): the command line's and the Python
     API's."""
 
     model_config = ConfigDict(

@@ -36,7 +36,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from auditor.audit.options import AuditColumns, AuditOptions, check_field, field_help
+from auditor.auditing.options import AuditColumns, AuditOptions, check_field, field_help
 from auditor.config import get_settings
 from auditor.gate.judge import GatePolicy
 from auditor.reader import Problem, ReadError, read_table, require_columns, source_name, write_table
@@ -44,7 +44,7 @@ from auditor.reader import Problem, ReadError, read_table, require_columns, sour
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from auditor.audit.work import Source
+    from auditor.auditing.work import Source
     from auditor.gate import ShardResult
     from auditor.report.models import Report
     from auditor.scoring import Scorer
@@ -126,7 +126,7 @@ def main(
 
 
 def model_option(model: type[BaseModel], name: str, *flags: str, note: str = "", **kwargs: Any) -> Any:
-    """The ``typer.Option`` of field ``name`` of ``model`` (:class:`~auditor.audit.AuditOptions`,
+    """The ``typer.Option`` of field ``name`` of ``model`` (:class:`~auditor.auditing.AuditOptions`,
     :class:`~auditor.gate.GatePolicy` ...): its help and bounds are the field's, and the value is
     validated through the model (a usage error, exit 2, naming the option otherwise). The default
     is the field's too: give it from :func:`model_defaults`."""
@@ -619,7 +619,7 @@ def audit(
 ) -> None:
     """Audit a delivery: per-vendor and per-worker LLM prevalence with intervals, evidence and warnings."""
     _quiet_libraries()
-    from auditor.audit import plan, run_audit
+    from auditor.auditing import plan, run_audit
     from auditor.execution import executor
     from auditor.report.render import write_report
     from auditor.scoring import NotCalibratedError

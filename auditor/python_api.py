@@ -1,7 +1,7 @@
 """The auditor from Python (notebooks, pipelines): ``from auditor import audit, score, Report``.
 
-:func:`audit` runs exactly the audit of ``auditor audit`` (the same :func:`~auditor.audit.plan`
-and :func:`~auditor.audit.run_audit`, the same cached scorer) on files or URLs, or on a pandas
+:func:`audit` runs exactly the audit of ``auditor audit`` (the same :func:`~auditor.auditing.plan`
+and :func:`~auditor.auditing.run_audit`, the same cached scorer) on files or URLs, or on a pandas
 DataFrame, which is first written to a temporary Parquet file so that it goes through the same
 reader as a delivery on disk. :func:`score` is ``auditor score`` on a list of texts.
 
@@ -341,7 +341,7 @@ def audit(
     ``tolerance`` (``--tolerance``, a share in [0, 1]) decides each vendor's verdict ``above``,
     ``within`` or ``undetermined`` (:attr:`Report.decisions`), as the command's exit code 3 does;
     ``top_items`` is ``--top-items``. The options are validated through
-    :class:`~auditor.audit.AuditOptions`, as the command's and the REST service's are: a value out of
+    :class:`~auditor.auditing.AuditOptions`, as the command's and the REST service's are: a value out of
     its bounds (``level=1.0``, ``tolerance=1.5`` ...) raises a pydantic ``ValidationError`` (a
     ``ValueError``) naming it, before anything is read or loaded.
 
@@ -354,8 +354,8 @@ def audit(
     an uncalibrated model."""
     import pandas as pd
 
-    from auditor.audit import plan, run_audit
-    from auditor.audit.options import options_from
+    from auditor.auditing import plan, run_audit
+    from auditor.auditing.options import options_from
     from auditor.config import get_settings
     from auditor.execution import executor
     from auditor.report.render import write_report

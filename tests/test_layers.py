@@ -44,7 +44,7 @@ def test_the_auditor_does_not_import_the_service_at_module_level(path):
 
 
 def test_importing_the_command_line_loads_no_service_module():
-    code = "import sys, auditor.cli, auditor.audit, auditor.gate; print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))"
+    code = "import sys, auditor.cli, auditor.auditing, auditor.gate; print(sorted(m for m in sys.modules if m == 'api' or m.startswith('api.')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
 

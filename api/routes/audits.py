@@ -24,8 +24,8 @@ from api.schemas import AuditRowsRequest, AuditStatus
 from api.settings import ServiceSettings
 from api.task_store import valid_name
 from api.uploads import check_decompressed, check_multipart_size, exceeds, read_limited, stored_name
-from auditor.audit import COLUMN_ROLES, AuditOptions, plan
-from auditor.audit.options import AuditSettings, options_from
+from auditor.auditing import COLUMN_ROLES, AuditOptions, plan
+from auditor.auditing.options import AuditSettings, options_from
 from auditor.reader import ReadError, count_records, describe_format, require_columns
 
 router = APIRouter(tags=["audits"])

@@ -1,4 +1,4 @@
-"""The audit options are defined once (auditor/audit/options.py: AuditOptions and the AuditSettings
+"""The audit options are defined once (auditor/auditing/options.py: AuditOptions and the AuditSettings
 the REST request inherits), and the three surfaces decide alike: the same values are accepted or
 refused by `auditor audit` (exit 2 naming the option), by `auditor.audit()` (a ValidationError
 naming the keyword) and by POST /v1/audits, as JSON and as multipart (422 naming the field). No
@@ -8,7 +8,6 @@ their options were validated; the service is the in-process one without models."
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ from pydantic import ValidationError
 from typer.main import get_command
 from typer.testing import CliRunner
 
-import auditor.audit.options  # noqa: F401 - the package, into sys.modules
-from auditor.audit.options import COLUMN_ROLES, AuditColumns, AuditOptions, AuditSettings, column_field
+from auditor.auditing.options import COLUMN_ROLES, AuditColumns, AuditOptions, AuditSettings, column_field
 from auditor.cli import app
 from auditor.gate.judge import GatePolicy
 from auditor.python_api import audit
@@ -56,8 +54,8 @@ def stop_before_planning(monkeypatch):
     def planned(*args, **kwargs):
         raise PlannedError
 
-    # the package (`auditor.audit` is the function): both surfaces import plan from it when called
-    monkeypatch.setattr(sys.modules["auditor.audit"], "plan", planned)
+    # both surfaces import plan from the package when called
+    monkeypatch.setattr("auditor.auditing.plan", planned)
 
 
 def cli_accepts(option: str, value, tmp_path) -> bool:

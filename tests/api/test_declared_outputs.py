@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from auditor.audit.options import AuditColumns, AuditOptions
-from auditor.audit.run import run_audit
-from auditor.audit.work import plan
+from auditor.auditing.options import AuditColumns, AuditOptions
+from auditor.auditing.run import run_audit
+from auditor.auditing.work import plan
 from auditor.calibration import load_calibration, save_calibration, signal_reference
 from auditor.config import Settings
 from auditor.scoring import ITEMS, SCORED, Scorer

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from auditor.audit import AuditColumns, AuditOptions, plan, run_audit
+from auditor.auditing import AuditColumns, AuditOptions, plan, run_audit
 from auditor.cli import app
 from auditor.config import Settings
 from auditor.reader import write_table

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 
-from auditor.audit import AuditColumns, AuditOptions, run_audit
+from auditor.auditing import AuditColumns, AuditOptions, run_audit
 from auditor.config import Settings
 from auditor.execution import DaskExecutor
 from auditor.gate import GatePolicy, run_gate

@@ -42,20 +42,19 @@ def test_version_is_the_installed_distribution_and_the_cli_prints_it():
     assert result.exit_code == 0 and result.stdout.strip() == f"auditor {__version__}"
 
 
-def test_audit_stays_the_function_when_the_subpackage_is_imported():
+def test_audit_is_the_function_and_its_machinery_is_auditor_auditing():
     import inspect
 
-    import auditor.audit.run
+    import auditor.auditing
     from auditor import audit as again
-    from auditor.audit import run_audit
+    from auditor.python_api import audit as api_audit
 
-    assert callable(auditor.audit) and again is audit
+    assert audit is again is api_audit is auditor.audit
     assert {"frame_or_paths", "text_col", "vendor_col", "level", "out", "model"} <= set(
         inspect.signature(audit).parameters
     )
     assert "DataFrame" in (audit.__doc__ or "")
-    # the subpackage's names stay reachable through it (dotted paths of mock.patch and monkeypatch)
-    assert audit.run_audit is run_audit and audit.run is auditor.audit.run
+    assert callable(auditor.auditing.run_audit) and not hasattr(audit, "run_audit")
 
 
 # ------------------------------------------------------------------ with the causal LM

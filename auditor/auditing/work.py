@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditor.audit.options import BEHAVIOUR_NAMES, AuditColumns
+from auditor.auditing.options import BEHAVIOUR_NAMES, AuditColumns
 from auditor.execution import Executor, LocalExecutor
 from auditor.reader import ROW_COLUMN, Problem, ReadError, count_records, describe_format, iter_batches, read_columns
 from auditor.reader.tables import fingerprint

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditor.audit.aggregate import (
+from auditor.auditing.aggregate import (
     behaviour_columns,
     duplicate_clusters,
     input_warnings,
     vendor_report,
 )
-from auditor.audit.options import AuditOptions
-from auditor.audit.work import (
+from auditor.auditing.options import AuditOptions
+from auditor.auditing.work import (
     STATUS,
     UNREADABLE,
     ScoringWork,
@@ -150,7 +150,7 @@ def run_audit(
     executor: Executor | None = None,
     tasks: TaskStore | None = None,
 ) -> Report:
-    """Audit ``paths`` (validated by :func:`~auditor.audit.work.plan`; ``unreadable`` holds the
+    """Audit ``paths`` (validated by :func:`~auditor.auditing.work.plan`; ``unreadable`` holds the
     files it could not open) into ``out``: writes ``items.parquet`` and returns the report."""
     executor = executor or LocalExecutor()
     columns = options.columns

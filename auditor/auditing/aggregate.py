@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from auditor.audit.work import ITEM_ID, MISSING_VENDOR, SKIPPED, STATUS, UNREADABLE
-from auditor.audit.work import SCORED_STATUS as SCORED
+from auditor.auditing.work import ITEM_ID, MISSING_VENDOR, SKIPPED, STATUS, UNREADABLE
+from auditor.auditing.work import SCORED_STATUS as SCORED
 from auditor.calibration import signals_fired
 from auditor.diversity import diversity
 from auditor.estimate import Estimator
