@@ -2,15 +2,19 @@
 
 From Python (see :mod:`auditor.python_api`)::
 
-    from auditor import audit, score, Report, __version__
+    from auditor import audit, score, Report, AuditResult, __version__
 
-    report = audit(frame, text_col="answer", vendor_col="vendor")  # a DataFrame, paths or URLs
-    report.vendors                                                 # one row per vendor
+    result = audit(frame, text_col="answer", vendor_col="vendor")  # a DataFrame, paths or URLs
+    result.vendors                                                 # one row per vendor
+    result.report                                                  # the Report (report.json)
     score(["some text", "another"])                                # llm_probability, flagged, signals
 
 Everything is imported on first use: ``import auditor`` loads neither pandas nor torch.
 
-``auditor.audit`` is that function; the audit's machinery (planning, running, aggregating) is
+``auditor.Report`` is the one report class, the pydantic model written as ``report.json``
+(:class:`auditor.report.models.Report`; ``Report.model_validate_json(text)`` reads one back);
+:func:`audit` returns an :class:`~auditor.python_api.AuditResult`, which holds that report with
+its items and tables for notebooks. ``auditor.audit`` is the function; the audit's machinery (planning, running, aggregating) is
 the :mod:`auditor.auditing` package.
 """
 
@@ -20,9 +24,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 DISTRIBUTION = "llm-contamination-auditor"  # the name in pyproject.toml
-_LAZY = {"audit": "auditor.python_api", "score": "auditor.python_api", "Report": "auditor.python_api"}
+_LAZY = {
+    "audit": "auditor.python_api",
+    "score": "auditor.python_api",
+    "AuditResult": "auditor.python_api",
+    "Report": "auditor.report.models",
+}
 
-__all__ = ["Report", "__version__", "audit", "score"]
+__all__ = ["AuditResult", "Report", "__version__", "audit", "score"]
 
 
 def _version() -> str:
@@ -35,7 +44,8 @@ def _version() -> str:
 
 
 if TYPE_CHECKING:
-    from auditor.python_api import Report, audit, score
+    from auditor.python_api import AuditResult, audit, score
+    from auditor.report.models import Report
 
     __version__: str
 

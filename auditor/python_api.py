@@ -1,5 +1,9 @@
 """The auditor from Python (notebooks, pipelines): ``from auditor import audit, score, Report``.
 
+:func:`audit` returns an :class:`AuditResult`: the :class:`~auditor.report.models.Report` (the
+pydantic model written as ``report.json``, which is ``auditor.Report``) as :attr:`AuditResult.report`,
+with its items and tables for notebooks.
+
 :func:`audit` runs exactly the audit of ``auditor audit`` (the same :func:`~auditor.auditing.plan`
 and :func:`~auditor.auditing.run_audit`, the same cached scorer) on files or URLs, or on a pandas
 DataFrame, which is first written to a temporary Parquet file so that it goes through the same
@@ -30,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from auditor.report.models import Report as ReportModel
+    from auditor.report.models import Report
     from auditor.scoring import Scorer
 
-__all__ = ["Report", "audit", "quiet_libraries", "score"]
+__all__ = ["AuditResult", "audit", "quiet_libraries", "score"]
 
 # Loggers of the libraries that talk while models load (weights, tokenizers, device placement).
 LIBRARY_LOGGERS = ("transformers", "torch", "sentence_transformers", "huggingface_hub", "accelerate", "urllib3")
@@ -93,9 +97,9 @@ def _scorer(model: str | PathLike[str] | None, trust_model: bool) -> Scorer:
     return cached_scorer(str(model) if model else None, trust_model, True)
 
 
-class Report:
-    """An audit's result: the report (:attr:`model`, the pydantic model written as
-    ``report.json``) and its items (``items.parquet``), with tables for notebooks.
+class AuditResult:
+    """An audit's result: the report (:attr:`report`, the pydantic :class:`~auditor.report.models.Report`
+    written as ``report.json``) and its items (``items.parquet``), with tables for notebooks.
 
     - :attr:`vendors`: one row per vendor (counts, prevalence with its interval, calibration
       fit, lower bound, and the verdict: its status, the ``decision`` against the tolerance,
@@ -138,18 +142,18 @@ class Report:
         "in_duplicate_clusters",
     )
 
-    def __init__(self, model: ReportModel, out: str | PathLike[str], _tempdir: Any = None) -> None:
-        self.model = model
+    def __init__(self, report: Report, out: str | PathLike[str], _tempdir: Any = None) -> None:
+        self.report = report
         self.out = Path(out)  # where items.parquet is
         self._tempdir = _tempdir  # a TemporaryDirectory holding ``out``: removed with this object
 
     @classmethod
-    def load(cls, directory: str | PathLike[str]) -> Report:
+    def load(cls, directory: str | PathLike[str]) -> AuditResult:
         """A report written by ``auditor audit --out DIR`` or :meth:`save`."""
-        from auditor.report.models import Report as ReportModel
+        from auditor.report.models import Report
 
         directory = Path(directory)
-        return cls(ReportModel.model_validate_json((directory / "report.json").read_text()), directory)
+        return cls(Report.model_validate_json((directory / "report.json").read_text()), directory)
 
     @property
     def items_path(self) -> Path:
@@ -168,7 +172,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for v in self.model.vendors:
+        for v in self.report.vendors:
             fit, verdict = v.calibration_fit, v.verdict
             rows.append(
                 (
@@ -200,14 +204,14 @@ class Report:
     @property
     def tolerance(self) -> float | None:
         """The tolerance the verdicts were decided against (``tolerance=``), if any."""
-        value = self.model.configuration.get("tolerance")
+        value = self.report.configuration.get("tolerance")
         return None if value is None else float(value)
 
     @property
     def decisions(self) -> dict[str, str | None]:
         """Vendor -> ``above``, ``within`` or ``undetermined`` against :attr:`tolerance` (the
         decisions ``auditor audit --tolerance`` exits 3 on; all None without a tolerance)."""
-        return {v.vendor: v.verdict.decision if v.verdict else None for v in self.model.vendors}
+        return {v.vendor: v.verdict.decision if v.verdict else None for v in self.report.vendors}
 
     @cached_property
     def workers(self) -> pd.DataFrame:
@@ -227,7 +231,7 @@ class Report:
                 w.p_uses_llm,
                 w.in_duplicate_clusters,
             )
-            for v in self.model.vendors
+            for v in self.report.vendors
             for w in v.workers
         ]
         return pd.DataFrame.from_records(rows, columns=list(self.WORKER_COLUMNS))
@@ -237,7 +241,7 @@ class Report:
         from auditor.report.render import write_report
 
         directory = Path(directory)
-        paths = write_report(self.model, directory)
+        paths = write_report(self.report, directory)
         target = directory / "items.parquet"
         if self.items_path.exists() and self.items_path.resolve() != target.resolve():
             shutil.copyfile(self.items_path, target)
@@ -245,32 +249,32 @@ class Report:
         return paths
 
     def to_json(self) -> str:
-        return self.model.model_dump_json(indent=2)
+        return self.report.model_dump_json(indent=2)
 
     def to_html(self) -> str:
         """The full HTML report (charts included), as ``report.html``."""
         from auditor.report.render import render_html
 
-        return render_html(self.model)
+        return render_html(self.report)
 
     def _summary(self) -> str:
-        totals = self.model.totals
+        totals = self.report.totals
         by_status = totals.get("by_status", {})
         counts = ", ".join(f"{by_status[s]} {s}" for s in ("scored", "skipped", "unreadable") if by_status.get(s))
         line = f"{totals.get('rows', 0)} rows ({counts or 'none read'}), {totals.get('flagged', 0)} flagged"
-        if self.model.warnings:
-            line += f"; {len(self.model.warnings)} warning(s): " + ", ".join(w.kind for w in self.model.warnings)
+        if self.report.warnings:
+            line += f"; {len(self.report.warnings)} warning(s): " + ", ".join(w.kind for w in self.report.warnings)
         return line
 
     def _repr_html_(self) -> str:
         """A compact summary for Jupyter: one row per vendor (``to_html()`` is the whole report)."""
-        level = int(round(100 * self.model.methods.interval_level))
+        level = int(round(100 * self.report.methods.interval_level))
         head = (
             "<tr><th>vendor</th><th>verdict</th><th>scored</th><th>flagged</th><th>prevalence</th>"
             f"<th>{level}% interval</th><th>at least</th><th>calibration fit</th></tr>"
         )
         rows = []
-        for v in self.model.vendors:
+        for v in self.report.vendors:
             p, fit = v.prevalence, v.calibration_fit
             cells = (
                 v.vendor,
@@ -289,8 +293,8 @@ class Report:
         )
 
     def __repr__(self) -> str:
-        lines = [f"<auditor.Report: {len(self.model.vendors)} vendor(s), {self._summary()}>"]
-        for v in self.model.vendors:
+        lines = [f"<auditor.AuditResult: {len(self.report.vendors)} vendor(s), {self._summary()}>"]
+        for v in self.report.vendors:
             p = v.prevalence
             bound = f"; at least {_pct(v.prevalence_lower_bound.bound)}" if v.prevalence_lower_bound else ""
             lines.append(
@@ -331,7 +335,7 @@ def audit(
     resume: bool = True,
     top_items: int = 20,
     verbose: bool = False,
-) -> Report:
+) -> AuditResult:
     """Audit a delivery, as ``auditor audit`` does: per-vendor and per-worker LLM prevalence.
 
     ``frame_or_paths``: a pandas DataFrame, or a path or fsspec URL (or a list of them) of CSV,
@@ -339,14 +343,14 @@ def audit(
     name the columns (as ``--text-col``, ``--vendor-col`` ...); ``task``, ``human_reference``,
     ``machine_reference``, ``reference_text_col`` and ``level`` are the command's options;
     ``tolerance`` (``--tolerance``, a share in [0, 1]) decides each vendor's verdict ``above``,
-    ``within`` or ``undetermined`` (:attr:`Report.decisions`), as the command's exit code 3 does;
+    ``within`` or ``undetermined`` (:attr:`AuditResult.decisions`), as the command's exit code 3 does;
     ``top_items`` is ``--top-items``. The options are validated through
     :class:`~auditor.auditing.AuditOptions`, as the command's and the REST service's are: a value out of
     its bounds (``level=1.0``, ``tolerance=1.5`` ...) raises a pydantic ``ValidationError`` (a
     ``ValueError``) naming it, before anything is read or loaded.
 
     ``out``: directory for report.json/.html/.md and items.parquet (a temporary directory,
-    removed with the returned :class:`Report`, when None; :meth:`Report.save` writes it
+    removed with the returned :class:`AuditResult`, when None; :meth:`AuditResult.save` writes it
     anywhere). A DataFrame is written to a temporary Parquet file inside ``out`` first.
     ``model``: a trained bundle directory (default: the shipped model); ``scheduler`` /
     ``dask_workers``: score on a Dask cluster. Raises :class:`~auditor.reader.ReadError`
@@ -410,7 +414,7 @@ def audit(
             shutil.rmtree(staged.parent, ignore_errors=True)
     if out is not None:
         write_report(report, target)
-    return Report(report, target, tempdir)
+    return AuditResult(report, target, tempdir)
 
 
 def _stage_frame(frame: pd.DataFrame, directory: Path) -> Path:

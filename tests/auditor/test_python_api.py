@@ -1,4 +1,4 @@
-"""The Python API: `from auditor import audit, score, Report, __version__`, the same audit as
+"""The Python API: `from auditor import audit, score, Report, AuditResult, __version__`, the same audit as
 `auditor audit` (same report from a DataFrame as from the CSV of its rows), and an import that
 stays light."""
 
@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import auditor
-from auditor import Report, __version__, audit, score
+from auditor import AuditResult, Report, __version__, audit, score
 from auditor.cli import app
 from auditor.reader import write_table
 
@@ -27,7 +27,7 @@ def test_import_auditor_loads_neither_torch_nor_pandas():
     code = (
         "import sys, auditor\n"
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)\n"
-        "from auditor import audit, score, Report, __version__\n"
+        "from auditor import audit, score, Report, AuditResult, __version__\n"
         "assert 'torch' not in sys.modules\n"
         "print(__version__)\n"
     )
@@ -55,6 +55,14 @@ def test_audit_is_the_function_and_its_machinery_is_auditor_auditing():
     )
     assert "DataFrame" in (audit.__doc__ or "")
     assert callable(auditor.auditing.run_audit) and not hasattr(audit, "run_audit")
+
+
+def test_report_is_the_one_report_class_and_audit_returns_an_audit_result():
+    import auditor.report
+    import auditor.report.models
+
+    assert Report is auditor.Report is auditor.report.Report is auditor.report.models.Report
+    assert AuditResult.__name__ == "AuditResult" and AuditResult is not Report
 
 
 # ------------------------------------------------------------------ with the causal LM
@@ -128,9 +136,9 @@ def audited(delivery, tmp_path_factory):
 @pytest.mark.lm
 def test_a_dataframe_audits_like_the_cli_on_the_same_rows(audited):
     report = audited["frame"]
-    assert isinstance(report, Report)
+    assert isinstance(report, AuditResult) and isinstance(report.report, Report)
     assert comparable(json.loads(report.to_json())) == comparable(audited["cli"])
-    assert report.model.inputs[0].path.endswith("dataframe.parquet") and report.model.inputs[0].rows_read == 28
+    assert report.report.inputs[0].path.endswith("dataframe.parquet") and report.report.inputs[0].rows_read == 28
     assert not list(report.out.glob(".input/*"))  # the staged Parquet file is temporary
 
 
@@ -138,7 +146,7 @@ def test_a_dataframe_audits_like_the_cli_on_the_same_rows(audited):
 def test_paths_audit_like_the_cli_and_write_into_out(audited):
     out = audited["root"] / "paths"
     report = audit([audited["csv"]], **COLUMNS, out=out)
-    assert comparable(report.model.model_dump(mode="json")) == comparable(audited["cli"])
+    assert comparable(report.report.model_dump(mode="json")) == comparable(audited["cli"])
     assert {p.name for p in out.iterdir()} >= {"report.json", "report.html", "report.md", "items.parquet"}
 
 
@@ -146,7 +154,8 @@ def test_paths_audit_like_the_cli_and_write_into_out(audited):
 def test_report_tables_for_notebooks(audited, delivery, tmp_path):
     report = audited["frame"]
     vendors = report.vendors
-    assert list(vendors.columns) == list(Report.VENDOR_COLUMNS) and vendors["vendor"].tolist() == ["careful", "hasty"]
+    assert list(vendors.columns) == list(AuditResult.VENDOR_COLUMNS)
+    assert vendors["vendor"].tolist() == ["careful", "hasty"]
     assert vendors["n_items"].tolist() == [12, 16] and vendors["n_scored"].sum() == 28
     careful, hasty = vendors.set_index("vendor").loc["careful"], vendors.set_index("vendor").loc["hasty"]
     assert hasty["prevalence"] > careful["prevalence"]
@@ -158,7 +167,7 @@ def test_report_tables_for_notebooks(audited, delivery, tmp_path):
     assert {"status", "llm_probability", "flagged", "vendor", "worker"} <= set(items.columns)
 
     workers = report.workers
-    assert list(workers.columns) == list(Report.WORKER_COLUMNS) and len(workers) == 7
+    assert list(workers.columns) == list(AuditResult.WORKER_COLUMNS) and len(workers) == 7
     assert set(zip(workers["vendor"], workers["worker"], strict=True)) == set(
         zip(delivery["vendor"], delivery["worker"], strict=True)
     )
@@ -171,14 +180,14 @@ def test_report_tables_for_notebooks(audited, delivery, tmp_path):
 
     paths = report.save(tmp_path / "saved")
     assert {p.name for p in paths.values()} == {"report.json", "report.html", "report.md", "items.parquet"}
-    assert Report.load(tmp_path / "saved").vendors.equals(vendors)
+    assert AuditResult.load(tmp_path / "saved").vendors.equals(vendors)
 
 
 @pytest.mark.lm
 def test_the_tolerance_decides_alike_in_python_and_on_the_command_line(audited, delivery):
     """tolerance= is --tolerance: the same verdicts (decision, headline, interval) in both reports,
     and the command exits 3 exactly when Python's decisions hold an `above`."""
-    hasty = audited["frame"].model.vendor("hasty").verdict
+    hasty = audited["frame"].report.vendor("hasty").verdict
     assert hasty is not None and hasty.at_least is not None and hasty.at_least > 0.05  # the premise
     tolerance = 0.05
     report = audit(delivery, **COLUMNS, tolerance=tolerance)
@@ -197,7 +206,6 @@ def test_the_tolerance_decides_alike_in_python_and_on_the_command_line(audited, 
 def test_report_tables_carry_the_verdicts(tmp_path):
     """The notebook tables read the stored verdicts (no LM: a constructed report)."""
     from auditor.report.models import Methods, VendorReport
-    from auditor.report.models import Report as ReportModel
     from auditor.report.verdict import verdict_for
     from auditor.stats import Interval
 
@@ -214,7 +222,7 @@ def test_report_tables_carry_the_verdicts(tmp_path):
         made.verdict = verdict_for(made, 0.9, 0.1)
         return made
 
-    model = ReportModel(
+    model = Report(
         created_at="2026-12-06T00:00:00+00:00",
         inputs=[],
         columns={},
@@ -232,7 +240,7 @@ def test_report_tables_carry_the_verdicts(tmp_path):
         totals={"rows": 300, "by_status": {"scored": 300}},
         vendors=[vendor("over", 0.22, 0.87), vendor("spans", 0.02, 0.3), vendor("under", 0.0, 0.04)],
     )
-    report = Report(model, tmp_path)
+    report = AuditResult(model, tmp_path)
     assert report.tolerance == 0.1
     assert report.decisions == {"over": "above", "spans": "undetermined", "under": "within"}
     table = report.vendors.set_index("vendor")
