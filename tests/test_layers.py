@@ -60,3 +60,22 @@ def test_service_settings_live_in_the_service():
     from auditor.config import Settings
 
     assert "database_url" not in Settings.model_fields and "database_url" in ServiceSettings.model_fields
+
+
+TRAINING = ("auditor.training", "auditor.corpus", "auditor.features")  # fitting models, their data
+
+
+@pytest.mark.parametrize("path", package_files("auditor/scoring"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_scoring_only_loads_models_it_never_trains_them(path):
+    """Scoring loads a fitted model (``auditor train``, scripts/train_fast_model.py make them); it
+    imports nothing of training, not even inside a function."""
+    training = {m for m in imports(path) if m.startswith(TRAINING)}
+    assert not training, f"{path.name} imports {training}"
+
+
+def test_importing_scoring_loads_no_training_module():
+    code = "import sys, auditor.scoring; print(sorted(m for m in sys.modules if m.startswith({TRAINING!r})))"
+    done = subprocess.run(
+        [sys.executable, "-c", code.format(TRAINING=TRAINING)], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert done.stdout.strip() == "[]"
