@@ -79,3 +79,61 @@ def test_importing_scoring_loads_no_training_module():
         [sys.executable, "-c", code.format(TRAINING=TRAINING)], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+# The auditor's modules and sub-packages, lowest first. A unit imports units of lower layers only
+# (at any level: module top, inside functions, under ``if TYPE_CHECKING``), never one of its own
+# layer or above; ``auditor/__init__.py`` is the facade over the top and is not a unit.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("config", "execution", "reader", "stats"),  # settings, where work runs, reading deliveries, statistics
+    ("calibration", "corpus", "features", "tasks"),  # thresholds and rates; training data; task references
+    ("scoring", "training"),  # score texts with a fitted model / fit one
+    ("estimate",),  # prevalence estimates from scores
+    ("report",),  # the report's models and renderings
+    ("diversity",),  # per-vendor diversity (fills the report's model)
+    ("auditing", "gate"),  # run an audit / the pre-training gate
+    ("python_api",),  # audit() and score() from Python
+    ("cli",),  # the command line
+)
+LAYER = {unit: level for level, units in enumerate(LAYERS) for unit in units}
+
+
+def unit_of(path: Path) -> str:
+    """``auditor/<unit>.py`` or ``auditor/<unit>/...``: the unit ``path`` belongs to."""
+    parts = path.relative_to(ROOT / "auditor").parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+AUDITOR_FILES = [p for p in package_files("auditor") if p != ROOT / "auditor" / "__init__.py"]
+
+
+def test_every_unit_of_the_auditor_has_a_layer():
+    units = {unit_of(p) for p in AUDITOR_FILES}
+    assert units == set(LAYER), f"without a layer: {units - set(LAYER)}; gone: {set(LAYER) - units}"
+
+
+@pytest.mark.parametrize("path", AUDITOR_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_unit_imports_one_of_its_layer_or_above(path):
+    unit = unit_of(path)
+    imported = {m.split(".")[1] for m in imports(path) if m.startswith("auditor.")} - {unit}
+    above = {u for u in imported if LAYER.get(u, len(LAYERS)) >= LAYER[unit]}
+    assert not above, f"{unit} (layer {LAYER[unit]}) imports {sorted(above)}"
+
+
+NOT_MIRRORS = {
+    "fixtures": "data the tests read",
+    "reliability": "fault scenarios against the whole service (processes, database, Redis)",
+}
+
+
+def test_tests_mirror_the_packages():
+    """Every directory of tests/ is a package's (tests/auditor is auditor/, tests/api/... is api/...),
+    apart from the few named in NOT_MIRRORS; and every top-level package has its tests/ directory."""
+    tests = ROOT / "tests"
+    for directory in sorted(d for d in tests.rglob("*") if d.is_dir() and d.name != "__pycache__"):
+        relative = directory.relative_to(tests)
+        if relative.parts[0] in NOT_MIRRORS:
+            continue
+        assert (ROOT / relative / "__init__.py").is_file(), f"tests/{relative} mirrors no package"
+    for package in ("auditor", "detectors", "api"):
+        assert (tests / package).is_dir(), f"tests/{package} is missing"
