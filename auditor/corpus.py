@@ -359,7 +359,7 @@ def stratified_sample(
     large_cells = {"hc3_plus_si": 4 * cap, "tweepfake": 4 * cap} if large_cells is None else large_cells
     parts = []
     for (dataset, _, generator), cell in corpus.groupby(["dataset", "domain", "generator"], sort=True):
-        limit = large_cells.get(dataset, cap) * (human_factor if generator == "human" else 1)
+        limit = large_cells.get(str(dataset), cap) * (human_factor if generator == "human" else 1)
         if (cell["split"] == "eval").all():
             limit = len(cell)
         shuffled = cell.sample(frac=1.0, random_state=seed)

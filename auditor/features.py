@@ -63,9 +63,11 @@ class FeatureStore:
             frame.insert(0, _KEY, batch)
             for column in _VECTORS:
                 if column in frame:
-                    frame[column] = [
-                        np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) else None for v in frame[column]
-                    ]
+                    frame[column] = pd.Series(
+                        [np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) else None for v in frame[column]],
+                        index=frame.index,
+                        dtype=object,
+                    )
             shard = self.dir / f"part-{len(list(self.dir.glob('part-*.parquet'))):05d}.parquet"
             frame.to_parquet(shard)
             fresh.append(frame)
@@ -75,5 +77,9 @@ class FeatureStore:
         result = table.loc[keys].reset_index(drop=True)
         for column in _VECTORS:
             if column in result:
-                result[column] = [np.asarray(v, dtype=np.float32) if v is not None else None for v in result[column]]
+                result[column] = pd.Series(
+                    [np.asarray(v, dtype=np.float32) if v is not None else None for v in result[column]],
+                    index=result.index,
+                    dtype=object,
+                )
         return result

@@ -131,7 +131,7 @@ def train_fast_model(out: Path, target_fpr: float = 0.01, progress: Callable[[st
     corpus = corpus[corpus["train_label"].notna()].assign(label=lambda f: f["train_label"].astype(int))
     train = corpus[corpus["split"] == "train"]
     say(f"training the fast n-gram classifier on {len(train)} texts")
-    detector = NgramClassifier().fit(train["text"].tolist(), train["label"].to_numpy())
+    detector = NgramClassifier().fit(train["text"].tolist(), train["label"].tolist())
     scored = corpus[corpus["split"] != "train"].copy()
     scored["llm_probability"] = detector.detect(scored["text"].tolist())["score"].to_numpy()
     calibration = calibrate_on_split(scored, target_fpr, FAST_MODEL)
@@ -217,7 +217,9 @@ def _fast_model_card(corpus, detector, calibration: Calibration, metrics: dict) 
     )
     fpr_by = ", ".join(f"{k} {v.estimate:.3f}" for k, v in (calibration.heldout_fpr_by_source or {}).items())
     tpr_by = ", ".join(f"{k} {v.estimate:.2f}" for k, v in (calibration.heldout_tpr_by_source or {}).items())
-    rates = calibration.error_rates()
+    tpr, rates = calibration.heldout_tpr, calibration.error_rates()
+    if tpr is None or rates is None:
+        raise ValueError("the calibration holds no held-out LLM-written texts: the card has no error rates to state")
     return f"""# Model card: fast n-gram LM-text classifier
 
 **What it is.** `{detector.id}`: hashed word 1-2-grams ({detector.word_features} features) and character
@@ -234,8 +236,8 @@ or calibrated on: `gpturk_medical_summary`, `toefl_essay_nonnative`.
 
 **Operating threshold.** {calibration.threshold:.4f}, for a {calibration.target_fpr:.0%} false-positive rate on
 {calibration.n_calibration_human} human calibration texts. Held out: FPR {calibration.heldout_fpr.estimate:.4f}
-({calibration.heldout_fpr.k}/{calibration.heldout_fpr.n}), TPR {calibration.heldout_tpr.estimate:.4f}
-({calibration.heldout_tpr.k}/{calibration.heldout_tpr.n}). Per dataset: FPR {fpr_by}; TPR {tpr_by}
+({calibration.heldout_fpr.k}/{calibration.heldout_fpr.n}), TPR {tpr.estimate:.4f}
+({tpr.k}/{tpr.n}). Per dataset: FPR {fpr_by}; TPR {tpr_by}
 (between-dataset SD on the logit scale: FPR {rates.fpr_spread:.2f}, TPR {rates.tpr_spread:.2f}).
 
 **Metrics at the operating threshold** (test split and evaluation-only sets):

@@ -22,6 +22,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detectors.classifier import SCALAR_FEATURES_V1, LMTextClassifier
 from detectors.ngram import NgramClassifier
 from detectors.perplexity import PerplexityDetector
@@ -118,7 +120,7 @@ def load_bundle(directory: Path | None = None, trust: bool = False, **lm_overrid
         params["layers"] = tuple(params["layers"])
     classifier = LMTextClassifier(lm=lm, ngram=ngram, **params)
     classifier.model_ = model
-    classifier.classes_ = [0, 1]
+    classifier.classes_ = np.array([0, 1])
     classifier.n_features_in_ = manifest["n_features"]
     classifier.scalar_features_ = tuple(manifest.get("scalar_features", SCALAR_FEATURES_V1))
     classifier.training_counts_ = manifest["training_counts"]

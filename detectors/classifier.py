@@ -55,7 +55,7 @@ SCALAR_FEATURES_V1 = (
 
 
 def _vectors(signals: pd.DataFrame, column: str) -> np.ndarray:
-    return np.stack(signals[column].to_numpy()) if column in signals else np.empty((len(signals), 0))
+    return np.stack(signals[column].tolist()) if column in signals else np.empty((len(signals), 0))
 
 
 def feature_matrix(

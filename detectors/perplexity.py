@@ -200,15 +200,21 @@ class PerplexityDetector(Detector):
         rows = [self._aggregate(stats) for stats in per_token]
         frame = pd.DataFrame(rows, columns=list(SIGNALS))
         if self.embeddings:
-            frame["lm_embedding"] = list(pooled)
+            frame["lm_embedding"] = pd.Series(list(pooled), index=frame.index, dtype=object)
         if self.histograms:
-            frame[HISTOGRAM] = [token_histogram(stats) for stats in per_token]
+            frame[HISTOGRAM] = pd.Series(
+                [token_histogram(stats) for stats in per_token], index=frame.index, dtype=object
+            )
         frame["token_truncated"] = encoded.truncated
         if self.spans:
-            frame["spans"] = [
-                _sentence_spans(text, offsets, stats)
-                for text, offsets, stats in zip(texts, encoded.offsets, per_token, strict=True)
-            ]
+            frame["spans"] = pd.Series(
+                [
+                    _sentence_spans(text, offsets, stats)
+                    for text, offsets, stats in zip(texts, encoded.offsets, per_token, strict=True)
+                ],
+                index=frame.index,
+                dtype=object,
+            )
         frame[SCORE] = self._to_score(frame)
         return frame
 
@@ -364,7 +370,9 @@ def lastde(ll: np.ndarray) -> float:
 def _length_batches(token_ids: list[list[int]], batch_tokens: int) -> list[list[int]]:
     """Indices grouped longest-first so each padded batch holds about ``batch_tokens``."""
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
-    batches, current, width = [], [], 0
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
     for i in order:
         length = len(token_ids[i]) + 1
         width = max(width, length)
