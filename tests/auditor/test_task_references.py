@@ -147,7 +147,7 @@ def test_a_stored_task_audits_like_the_same_reference_files(task_files, tasks_en
     )
     bound = human_only["vendors"][0]["prevalence_lower_bound"]
     assert 0.0 <= bound["bound"] <= 0.4 and bound["n_human_reference"] == 40
-    assert "Clopper-Pearson" in bound["method"]
+    assert "Dvoretzky-Kiefer-Wolfowitz" in bound["method"]
     markdown = (tmp_path / "c" / "report.md").read_text()
     assert "at least (human reference)" in markdown and "calibration fit" in markdown
 
