@@ -1,20 +1,25 @@
-"""Micro-batching for /v1/score: concurrent requests are scored together in one LM pass.
+"""Micro-batching for /v1/score: concurrent requests are scored together in one pass.
 
-One text alone leaves most of the CPU's matrix units idle; eight at once cost little more
-than one. Requests wait at most ``max_wait`` for company, and the model runs in one
-thread, so requests never contend for it.
+One text alone leaves most of the CPU's matrix units idle, and every pass over a table has a
+fixed cost of its own; eight requests at once cost little more than one. Requests wait at
+most ``max_wait`` for company, and scoring runs in one thread, so requests never contend
+for the models.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-import pandas as pd
+# One request: its texts, and what else its answer depends on (the tenant's reference index).
+Batched = tuple[list, Any]
 
 
 class ScoreBatcher:
-    def __init__(self, score, max_wait: float = 0.004, max_texts: int = 64):
+    def __init__(self, score: Callable[[list[Batched]], list[Any]], max_wait: float = 0.004, max_texts: int = 64):
+        """``score``: the answers of several requests, one per request, in order."""
         self.score, self.max_wait, self.max_texts = score, max_wait, max_texts
         self._queue: asyncio.Queue = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
@@ -28,16 +33,16 @@ class ScoreBatcher:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, texts: list) -> pd.DataFrame:
+    async def submit(self, texts: list, context: Hashable = None) -> Any:
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((texts, future))
+        await self._queue.put(((texts, context), future))
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            size = len(batch[0][0])
+            size = len(batch[0][0][0])
             deadline = loop.time() + self.max_wait
             while size < self.max_texts:
                 timeout = deadline - loop.time()
@@ -48,17 +53,14 @@ class ScoreBatcher:
                 except TimeoutError:
                     break
                 batch.append(item)
-                size += len(item[0])
-            texts = [t for request, _ in batch for t in request]
+                size += len(item[0][0])
             try:
-                scored = await loop.run_in_executor(self._executor, self.score, texts)
+                answers = await loop.run_in_executor(self._executor, self.score, [request for request, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to each waiting request
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            start = 0
-            for request, future in batch:
+            for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
-                    future.set_result(scored.iloc[start : start + len(request)].reset_index(drop=True))
-                start += len(request)
+                    future.set_result(answer)

@@ -22,6 +22,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimit
 from api.request_id import HEADER, RequestIdMiddleware, tag_log_lines
 from api.routes import audits, health, reference, score, tasks, vendors
+from api.routes.score import answer_requests
 from api.schemas import Problem as ProblemSchema
 from api.settings import ServiceSettings, get_service_settings
 from api.tiers import FastTier
@@ -166,8 +167,10 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
             _start_loading(app, settings)
             app.state.fast.start()  # apart from the LM: the fast tier answers while the LM loads
         wait, most = settings.score_batch_wait_ms / 1000, settings.max_texts_per_request
-        app.state.batcher = ScoreBatcher(lambda texts: app.state.scorer.detect(texts), wait, most)
-        app.state.fast_batcher = ScoreBatcher(lambda texts: app.state.fast.get().detect(texts), wait, most)
+        app.state.batcher = ScoreBatcher(lambda requests: answer_requests(app.state.scorer, requests), wait, most)
+        app.state.fast_batcher = ScoreBatcher(
+            lambda requests: answer_requests(app.state.fast.get(), requests), wait, most
+        )
         await app.state.batcher.start()
         await app.state.fast_batcher.start()
         yield

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORE, SKIP_REASON, Detector, register
+from detectors.base import SCORE, SKIP_REASON, Detector, expand_to_inputs, register
 from detectors.minhash import MinHasher, cluster_near_duplicates, lsh_params
 from detectors.reference import ReferenceIndex, open_reference_index
+from detectors.text import prepare_texts
 
 DUPLICATE_COLUMNS = (
     "dup_cluster",
@@ -75,21 +76,36 @@ class NearDuplicateDetector(Detector):
         index: ReferenceIndex | None = self.setup().index_
         return index
 
-    def detect(self, texts: Sequence[Any]) -> pd.DataFrame:
-        frame = super().detect(texts)
-        # Within-batch neighbours were found among valid texts; point them at input rows.
+    def detect(self, texts: Sequence[Any], groups: Sequence[int] | np.ndarray | None = None) -> pd.DataFrame:
+        """As :meth:`Detector.detect`. ``groups``: a group number per text, each group one
+        contiguous run (independent requests scored together). Near-duplicates are then looked
+        for within each group only, and ``dup_cluster`` and ``dup_nearest`` count from the
+        group's first row: each group's rows are what detecting it alone would give."""
+        prepared = prepare_texts(texts, self.limits)
+        labels = np.zeros(len(texts), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+        valid_labels = labels[prepared.valid_index]
+        found = self._find(prepared.valid_texts, valid_labels) if prepared.valid_texts else self._empty_frame()
+        frame = expand_to_inputs(found, prepared)
+        # Within-batch neighbours were found among valid texts; point them at the group's input rows.
         valid = np.flatnonzero(frame[SKIP_REASON].isna().to_numpy())
         nearest = frame["dup_nearest"].to_numpy(dtype=float, copy=True)
         has = ~np.isnan(nearest) & (nearest >= 0)
         nearest[has] = valid[nearest[has].astype(int)]
+        if groups is not None:
+            group_start = pd.Series(np.arange(len(labels))).groupby(labels).transform("min").to_numpy()
+            nearest[has] -= group_start[has]
+            frame["dup_cluster"] = _number_within_groups(frame["dup_cluster"], labels)
         # Unscored rows keep <NA>, as every other signal does; -1 means "scored, no near-duplicate".
         frame["dup_nearest"] = pd.array(nearest, dtype="Int64")
         return frame
 
     def _score_valid(self, texts: list[str]) -> pd.DataFrame:
+        return self._find(texts, None)
+
+    def _find(self, texts: list[str], groups: np.ndarray | None) -> pd.DataFrame:
         self.setup()
         signatures = self.hasher_.signatures(texts)
-        clusters = cluster_near_duplicates(signatures, self.threshold, *self.lsh_params_)
+        clusters = cluster_near_duplicates(signatures, self.threshold, *self.lsh_params_, groups=groups)
         frame = pd.DataFrame(
             {
                 "dup_cluster": clusters.cluster,
@@ -109,3 +125,16 @@ class NearDuplicateDetector(Detector):
 
     def _empty_frame(self) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in (*DUPLICATE_COLUMNS, SCORE)})
+
+
+def _number_within_groups(cluster: pd.Series, groups: np.ndarray) -> pd.Series:
+    """Cluster ids counted from 0 in each group. Clusters never cross groups and are numbered
+    in order of first appearance, so a group's ids are one consecutive run."""
+    ids = cluster.astype("Int64")
+    in_cluster = ids.ge(0).fillna(False).to_numpy()
+    first = (
+        pd.Series(np.where(in_cluster, ids.fillna(-1).to_numpy(), np.iinfo(np.int64).max))
+        .groupby(groups)
+        .transform("min")
+    )
+    return ids.where(~in_cluster, ids - first.to_numpy())

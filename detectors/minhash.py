@@ -284,8 +284,11 @@ def candidate_pairs(hashvalues: np.ndarray, bands: int, rows: int, max_bucket: i
     return np.unique(allpairs, axis=0)
 
 
-def cluster_near_duplicates(signatures: Signatures, threshold: float, bands: int, rows: int) -> DuplicateClusters:
-    """Connected components of LSH candidate pairs whose exact Jaccard is >= threshold."""
+def cluster_near_duplicates(
+    signatures: Signatures, threshold: float, bands: int, rows: int, groups: np.ndarray | None = None
+) -> DuplicateClusters:
+    """Connected components of LSH candidate pairs whose exact Jaccard is >= threshold.
+    ``groups`` (a label per text): only texts of the same group are compared."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -293,6 +296,8 @@ def cluster_near_duplicates(signatures: Signatures, threshold: float, bands: int
     nearest = np.full(n, -1, dtype=np.int64)
     nearest_jaccard = np.zeros(n, dtype=np.float64)
     pairs = candidate_pairs(signatures.hashvalues, bands, rows)
+    if groups is not None:
+        pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
     kept = []
     for i, j in pairs:
         sim = jaccard(signatures.shingles[i], signatures.shingles[j])

@@ -6,9 +6,11 @@ import asyncio
 import json
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Body, Request
 
+from api.batcher import Batched
 from api.deps import SettingsDep, TenantDep, get_scorer
 from api.problems import Problem, problem_responses
 from api.schemas import ScoreRequest, ScoreResponse, ScoreResult
@@ -86,19 +88,31 @@ async def score(
     }
     if not body.texts:
         return ScoreResponse(results=[], **answer)
-    detected = await batcher.submit(body.texts)
-    tenant_scorer = scorer.with_reference(settings.tenant_reference_location(tenant.id))
-    # Duplicate lookups and building the answer are CPU work too: off the event loop, so other
-    # requests keep being accepted and batched meanwhile.
-    results = await asyncio.to_thread(_results, tenant_scorer, body.texts, detected)
+    # The tenant's reference index is part of the request: near-copies of its known LLM outputs.
+    results = await batcher.submit(body.texts, settings.tenant_reference_location(tenant.id))
     state.metrics.texts_scored.inc(len(body.texts))
     return ScoreResponse(results=results, **answer)
 
 
-def _results(scorer: Scorer, texts: list, detected: pd.DataFrame) -> list[ScoreResult]:
+def answer_requests(scorer: Scorer, requests: list[Batched]) -> list[list[ScoreResult]]:
+    """The answers of concurrent requests, scored in one pass: the model over all their texts
+    at once, the near-duplicate evidence and the decision once per tenant's reference index."""
+    texts = [text for request_texts, _ in requests for text in request_texts]
+    detected = scorer.detect(texts)
+    starts = np.cumsum([0, *(len(request_texts) for request_texts, _ in requests)])
+    answers: list[list[ScoreResult]] = [[] for _ in requests]
+    for location in dict.fromkeys(location for _, location in requests):
+        mine = [i for i, (_, where) in enumerate(requests) if where == location]
+        rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in mine])
+        tables = scorer.with_reference(location).score_requests([requests[i][0] for i in mine], detected.iloc[rows])
+        for i, table in zip(mine, tables, strict=True):
+            answers[i] = _results(table)
+    return answers
+
+
+def _results(scored: pd.DataFrame) -> list[ScoreResult]:
     """The rows of the scored-items table (the SCORED schema): its decision columns as fields,
     every other column in ``signals`` (``ppl_`` dropped from the names, spans as a list)."""
-    scored = scorer.score(texts, detected=detected)
     decision = SCORED.role("decision")
     results = []
     for row in scored.to_dict("records"):

@@ -108,3 +108,35 @@ def test_readiness_reports_each_tier(client):
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["tiers"] == {"lm": "not loaded", "fast": "loaded"}
+
+
+def test_concurrent_requests_scored_together_get_what_each_gets_alone(tmp_path, texts):
+    """The micro-batch: several tenants' requests in one pass of the fast model. Each answer
+    is the one its request gets alone: near-copies count within a request and against its own
+    tenant's reference index, never across requests or tenants."""
+    from api.routes.score import answer_requests
+    from auditor.config import get_settings
+    from auditor.scoring import Scorer
+    from detectors.reference import ReferenceEntry, open_reference_index
+
+    scorer = Scorer(get_settings(), reference=False, kind="fast").setup()
+    known = texts["machine"][0]
+    tenant_index = str(tmp_path / "tenant-a.sqlite")
+    open_reference_index(tenant_index).add([ReferenceEntry("known-1", known, label="machine")])
+    requests = [
+        ([known, texts["human"][0], known], None),  # a copy within the request
+        ([known], tenant_index),  # a known LLM output for this tenant only
+        ([texts["human"][1], None, texts["machine"][1]], tenant_index),
+        ([known], None),  # the same text, another tenant: no match, no cross-request copy
+    ]
+
+    together = answer_requests(scorer, requests)
+    alone = [answer_requests(scorer, [request])[0] for request in requests]
+
+    assert [[r.model_dump() for r in answer] for answer in together] == [
+        [r.model_dump() for r in answer] for answer in alone
+    ]
+    assert [r.signals["dup_cluster"] for r in together[0]] == [0, -1, 0]
+    assert together[1][0].signals["ref_key"] == "known-1" and together[1][0].flagged
+    assert "known LLM output known-1" in together[1][0].flag_reason
+    assert together[3][0].signals["ref_key"] is None and together[3][0].signals["dup_cluster"] == -1

@@ -234,3 +234,27 @@ def test_batch_of_only_invalid_texts_scores_nothing():
     assert len(frame) == 3
     assert frame["skip_reason"].notna().all()
     assert pd.isna(frame["dup_nearest"]).all()
+
+
+def test_groups_are_detected_as_if_each_were_alone(known_answer, unrelated_texts):
+    """Independent requests scored together: copies across groups are not near-duplicates,
+    and each group's clusters and nearest rows are what detecting it alone gives."""
+    pastes = worker_pastes(known_answer)
+    requests = [
+        [unrelated_texts[0], None, pastes[0], pastes[1], ""],
+        [pastes[2]],  # a copy of the first group's answer, alone in its own request
+        [unrelated_texts[1], pastes[3], unrelated_texts[2], pastes[4], pastes[5]],
+        [None],
+        [unrelated_texts[3], unrelated_texts[4]],
+    ]
+    detector = NearDuplicateDetector()
+    groups = np.repeat(np.arange(len(requests)), [len(r) for r in requests])
+
+    together = detector.detect([t for r in requests for t in r], groups)
+
+    alone = pd.concat([detector.detect(r) for r in requests], ignore_index=True)
+    pd.testing.assert_frame_equal(together, alone, check_dtype=False)  # a request of only None has float columns
+    assert together["dup_cluster"].tolist()[:5] == [-1, pd.NA, 0, 0, pd.NA]
+    assert together.loc[5, "dup_cluster_size"] == 1 and together.loc[5, "dup_nearest"] == -1
+    assert together["dup_cluster"].tolist()[6:11] == [-1, 0, -1, 0, 0]
+    assert together["dup_nearest"].tolist()[2:4] == [3, 2]
