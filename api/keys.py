@@ -65,14 +65,16 @@ def revoke_key(session: Session, key_or_prefix: str) -> int:
 
 def tenant_for_key(session: Session, key: str) -> Tenant | None:
     """The key's tenant, or None when the key is unknown, revoked or expired."""
-    record = session.scalar(
-        select(ApiKey).where(
+    # One query per request (keys are never cached, so a revocation holds from the next request).
+    return session.scalar(
+        select(Tenant)
+        .join(ApiKey)
+        .where(
             ApiKey.key_hash == hash_key(key),
             ApiKey.revoked_at.is_(None),
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
         )
     )
-    return session.get(Tenant, record.tenant_id) if record else None
 
 
 def list_keys(session: Session) -> list[tuple[str, str, str, str | None, str | None]]:

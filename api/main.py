@@ -24,8 +24,9 @@ from api.request_id import HEADER, RequestIdMiddleware, tag_log_lines
 from api.routes import audits, health, reference, score, tasks, vendors
 from api.routes.score import answer_requests
 from api.schemas import Problem as ProblemSchema
+from api.scoring_process import ScoringProcess
 from api.settings import ServiceSettings, get_service_settings
-from api.tiers import FastTier
+from api.tiers import FastTier, load_fast_scorer
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,11 @@ def _load_scorer(settings: ServiceSettings):
     return Scorer(settings, reference=False).setup()
 
 
-def _load_fast_scorer(settings: ServiceSettings):
-    """The fast tier's model: the shipped n-gram classifier and its calibration (no LM)."""
-    from auditor.scoring import Scorer
-
-    scorer = Scorer(settings, reference=False, kind="fast").setup()
-    scorer.require_calibration()  # flagged needs its own threshold: refuse a model without one
-    scorer.detect(["warm-up text for the scoring kernels."])
-    return scorer
+def _load_fast_tier(settings: ServiceSettings, process: ScoringProcess):
+    """The process that scores the fast tier, and this process's copy of its model (the model,
+    version and threshold every answer names)."""
+    process.start()
+    return load_fast_scorer(settings)
 
 
 def _start_loading(app: FastAPI, settings: ServiceSettings) -> None:
@@ -168,14 +166,13 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
             app.state.fast.start()  # apart from the LM: the fast tier answers while the LM loads
         wait, most = settings.score_batch_wait_ms / 1000, settings.max_texts_per_request
         app.state.batcher = ScoreBatcher(lambda requests: answer_requests(app.state.scorer, requests), wait, most)
-        app.state.fast_batcher = ScoreBatcher(
-            lambda requests: answer_requests(app.state.fast.get(), requests), wait, most
-        )
+        app.state.fast_batcher = ScoreBatcher(app.state.fast_process, wait, most)
         await app.state.batcher.start()
         await app.state.fast_batcher.start()
         yield
         await app.state.batcher.stop()
         await app.state.fast_batcher.stop()
+        app.state.fast_process.stop()
 
     app = AuditorAPI(
         title="LLM contamination auditor",
@@ -193,7 +190,8 @@ def create_app(settings: ServiceSettings | None = None, load_models: bool = True
     app.state.scorer = None
     app.state.models = "not loaded"
     # Loaded at start-up with the LM (load_models), else by the first fast-tier request.
-    app.state.fast = FastTier(lambda: _load_fast_scorer(settings))
+    app.state.fast_process = ScoringProcess(settings)
+    app.state.fast = FastTier(lambda: _load_fast_tier(settings, app.state.fast_process))
     app.state.model_error = None
     app.state.metrics = Metrics()
     per_minute = settings.rate_limit_per_minute

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from api.problems import Problem
 
 if TYPE_CHECKING:
+    from api.settings import ServiceSettings
     from auditor.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,16 @@ TIER_DESCRIPTION = (
     "2-core CPU), `fast` the n-gram classifier the pre-training gate uses (tens of milliseconds per text, weaker: "
     "see its model card), with its own calibrated threshold. The fast tier answers while the LM is still loading."
 )
+
+
+def load_fast_scorer(settings: ServiceSettings) -> Scorer:
+    """The fast tier's model: the shipped n-gram classifier and its calibration (no LM)."""
+    from auditor.scoring import Scorer
+
+    scorer = Scorer(settings, reference=False, kind="fast").setup()
+    scorer.require_calibration()  # flagged needs its own threshold: refuse a model without one
+    scorer.detect(["warm-up text for the scoring kernels."])
+    return scorer
 
 
 class FastTier:

@@ -73,6 +73,25 @@ def test_the_fast_tier_answers_while_the_lm_is_not_loaded(client, texts):
     assert empty["results"] == [] and empty["tier"] == "fast" and empty["model"] == "ngram-classifier-v1"
 
 
+def test_the_fast_tier_scores_in_a_process_that_is_replaced_when_it_dies(client, app, texts):
+    """The fast model scores in a child process; killed, it is replaced and the next request
+    (here the one in flight when it died is the same case: its batch is scored again) answers."""
+    import os
+    import signal
+
+    first = client.post("/v1/score", json={"texts": [texts["human"][2]], "tier": "fast"})
+    assert first.status_code == 200
+    (child,) = app.state.fast_process._pool._processes
+    assert child != os.getpid()
+    os.kill(child, signal.SIGKILL)
+
+    after = client.post("/v1/score", json={"texts": [texts["human"][3], texts["human"][2]], "tier": "fast"})
+
+    assert after.status_code == 200, after.text
+    assert after.json()["results"][1] == first.json()["results"][0]
+    assert list(app.state.fast_process._pool._processes) != [child]
+
+
 def test_the_fast_tier_keeps_the_limit_on_texts_per_request(client, app):
     limit = app.state.settings.max_texts_per_request
     response = client.post("/v1/score", json={"texts": ["a text"] * (limit + 1), "tier": "fast"})

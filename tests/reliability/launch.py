@@ -30,8 +30,9 @@ def web(port: int) -> None:
     import uvicorn
 
     import api.main
+    import api.tiers
 
-    api.main._load_scorer = api.main._load_fast_scorer  # type: ignore[assignment]
+    api.main._load_scorer = api.tiers.load_fast_scorer  # type: ignore[assignment]
     logging.basicConfig(level=logging.INFO)
     uvicorn.run(api.main.create_app(), host="127.0.0.1", port=port, log_level="info", timeout_graceful_shutdown=10)
 
