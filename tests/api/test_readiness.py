@@ -37,7 +37,8 @@ LAUNCHER = textwrap.dedent(
         return load(settings)
 
     api.main._load_scorer = gated
-    uvicorn.run(api.main.create_app(), host="127.0.0.1", port=port, log_level="warning")
+    if __name__ == "__main__":  # the fast tier's scoring process imports this module again (spawn)
+        uvicorn.run(api.main.create_app(), host="127.0.0.1", port=port, log_level="warning")
     """
 )
 
