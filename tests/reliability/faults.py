@@ -143,11 +143,16 @@ class PrivateRedis:
 
 @dataclass
 class Deployment:
-    """One deployment of the service: its environment, web process and workers."""
+    """One deployment of the service: its environment, web process and workers. The processes are
+    launch.py's fast configuration unless ``web_command`` / ``worker_command`` say otherwise (the
+    web's port is appended to its command; benchmarks/load.py runs ``auditor serve`` and ``auditor worker``)."""
 
     env: dict[str, str]
     tmp: Path
     port: int = field(default_factory=free_port)
+    web_command: list[str] = field(default_factory=lambda: [sys.executable, str(LAUNCH), "web"])
+    worker_command: list[str] = field(default_factory=lambda: [sys.executable, str(LAUNCH), "worker"])
+    ready_seconds: float = 120
     web: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
 
@@ -178,9 +183,9 @@ class Deployment:
         return (self.tmp / f"{name}-{time.time_ns()}.log").open("w")
 
     def start_web(self) -> None:
-        command = [sys.executable, str(LAUNCH), "web", str(self.port)]
+        command = [*self.web_command, str(self.port)]
         self.web = subprocess.Popen(command, env=self.env, stdout=self._log("web"), stderr=subprocess.STDOUT, cwd=ROOT)
-        _wait(self._ready, "the web process", 120)
+        _wait(self._ready, "the web process", self.ready_seconds)
 
     def _ready(self) -> bool:
         if self.web is None or self.web.poll() is not None:
@@ -201,8 +206,9 @@ class Deployment:
 
     def start_worker(self, **extra_env: str) -> subprocess.Popen:
         env = {**self.env, **extra_env}
-        command = [sys.executable, str(LAUNCH), "worker"]
-        worker = subprocess.Popen(command, env=env, stdout=self._log("worker"), stderr=subprocess.STDOUT, cwd=ROOT)
+        worker = subprocess.Popen(
+            self.worker_command, env=env, stdout=self._log("worker"), stderr=subprocess.STDOUT, cwd=ROOT
+        )
         self.workers.append(worker)
         return worker
 
