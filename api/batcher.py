@@ -45,13 +45,17 @@ class ScoreBatcher:
             size = len(batch[0][0][0])
             deadline = loop.time() + self.max_wait
             while size < self.max_texts:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
+                # Whatever queued while the last batch was scored joins at once; then wait a little for company.
+                if self._queue.empty():
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    except TimeoutError:
+                        break
+                else:
+                    item = self._queue.get_nowait()
                 batch.append(item)
                 size += len(item[0][0])
             try:

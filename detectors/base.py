@@ -115,8 +115,11 @@ def expand_to_inputs(frame: pd.DataFrame, prepared: PreparedTexts) -> pd.DataFra
     if len(frame) != len(prepared.valid_index):
         raise RuntimeError(f"detector returned {len(frame)} rows for {len(prepared.valid_index)} texts")
     frame = frame.reset_index(drop=True)
-    frame.index = prepared.valid_index
-    full = frame.reindex(range(prepared.n_inputs))
+    if len(frame) == prepared.n_inputs:  # every text was scored: nothing to place
+        full = frame.copy()
+    else:
+        frame.index = prepared.valid_index
+        full = frame.reindex(range(prepared.n_inputs))
     for column, dtype in frame.dtypes.items():
         if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
             # Reindexing turned these into floats to hold NaN; keep them integer/boolean.

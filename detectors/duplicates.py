@@ -92,9 +92,10 @@ class NearDuplicateDetector(Detector):
         has = ~np.isnan(nearest) & (nearest >= 0)
         nearest[has] = valid[nearest[has].astype(int)]
         if groups is not None:
-            group_start = pd.Series(np.arange(len(labels))).groupby(labels).transform("min").to_numpy()
-            nearest[has] -= group_start[has]
-            frame["dup_cluster"] = _number_within_groups(frame["dup_cluster"], labels)
+            run_start, first_cluster = _group_offsets(labels, frame["dup_cluster"])
+            nearest[has] -= run_start[has]
+            cluster = frame["dup_cluster"].astype("Int64")
+            frame["dup_cluster"] = cluster.mask(cluster.ge(0).fillna(False), cluster - first_cluster)
         # Unscored rows keep <NA>, as every other signal does; -1 means "scored, no near-duplicate".
         frame["dup_nearest"] = pd.array(nearest, dtype="Int64")
         return frame
@@ -127,14 +128,12 @@ class NearDuplicateDetector(Detector):
         return pd.DataFrame({c: pd.Series(dtype=float) for c in (*DUPLICATE_COLUMNS, SCORE)})
 
 
-def _number_within_groups(cluster: pd.Series, groups: np.ndarray) -> pd.Series:
-    """Cluster ids counted from 0 in each group. Clusters never cross groups and are numbered
-    in order of first appearance, so a group's ids are one consecutive run."""
-    ids = cluster.astype("Int64")
-    in_cluster = ids.ge(0).fillna(False).to_numpy()
-    first = (
-        pd.Series(np.where(in_cluster, ids.fillna(-1).to_numpy(), np.iinfo(np.int64).max))
-        .groupby(groups)
-        .transform("min")
-    )
-    return ids.where(~in_cluster, ids - first.to_numpy())
+def _group_offsets(groups: np.ndarray, cluster: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: its group's first row, and its group's smallest cluster id. Clusters never
+    cross groups and are numbered in order of first appearance, so each group's ids are one
+    consecutive run starting there."""
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    run = np.cumsum(np.r_[True, groups[1:] != groups[:-1]]) - 1
+    ids = cluster.astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
+    first = np.minimum.reduceat(np.where(ids >= 0, ids, np.iinfo(np.int64).max), starts)
+    return starts[run], first[run]

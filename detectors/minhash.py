@@ -262,6 +262,8 @@ def candidate_pairs(hashvalues: np.ndarray, bands: int, rows: int, max_bucket: i
     """
     pairs = []
     n = hashvalues.shape[0]
+    if n < 2:
+        return np.empty((0, 2), dtype=np.int64)
     multipliers = np.random.RandomState(0).randint(1, 2**62, size=rows, dtype=np.int64).astype(np.uint64) | np.uint64(1)
     for band in range(bands):
         block = hashvalues[:, band * rows : (band + 1) * rows].astype(np.uint64)
