@@ -41,23 +41,7 @@ class ScoreBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            size = len(batch[0][0][0])
-            deadline = loop.time() + self.max_wait
-            while size < self.max_texts:
-                # Whatever queued while the last batch was scored joins at once; then wait a little for company.
-                if self._queue.empty():
-                    timeout = deadline - loop.time()
-                    if timeout <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), timeout)
-                    except TimeoutError:
-                        break
-                else:
-                    item = self._queue.get_nowait()
-                batch.append(item)
-                size += len(item[0][0])
+            batch = await self._collect(loop)
             try:
                 answers = await loop.run_in_executor(self._executor, self.score, [request for request, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to each waiting request
@@ -68,3 +52,24 @@ class ScoreBatcher:
             for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
                     future.set_result(answer)
+
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list:
+        """The next batch: the first request waiting, whatever queued while the last batch was
+        scored, then what arrives within ``max_wait``, up to ``max_texts`` texts."""
+        batch = [await self._queue.get()]
+        size = len(batch[0][0][0])
+        deadline = loop.time() + self.max_wait
+        while size < self.max_texts:
+            if self._queue.empty():
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            batch.append(item)
+            size += len(item[0][0])
+        return batch
