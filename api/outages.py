@@ -11,6 +11,8 @@ from sqlalchemy import exc as sa_exc
 
 # Seconds a client is asked to wait before retrying a request an outage interrupted.
 RETRY_AFTER_S = 5
+# How long `auditor serve` keeps an idle connection open: longer than a client waits before its retry.
+KEEP_ALIVE_S = 4 * RETRY_AFTER_S
 
 _DATABASE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 

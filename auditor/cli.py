@@ -1191,6 +1191,7 @@ def serve(
     import uvicorn
 
     from api.main import create_app
+    from api.outages import KEEP_ALIVE_S
     from api.settings import get_service_settings
 
     _quiet_libraries()
@@ -1201,7 +1202,11 @@ def serve(
     # `finally` below still stops the workers instead of leaving them orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+        # Idle connections stay open well past Retry-After: a client that waits as told and sends
+        # its retry on the same connection must not race the server closing it.
+        uvicorn.run(
+            app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30, timeout_keep_alive=KEEP_ALIVE_S
+        )
     finally:
         for child in children:
             child.terminate()

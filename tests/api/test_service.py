@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import signal
 import time
@@ -249,3 +250,21 @@ def test_keys_are_stored_hashed_and_can_be_revoked(service):
     service.cli("keys", "revoke", key[:12])
     with service.client(key) as client:
         assert client.get("/v1/vendors").status_code == 401
+
+
+def test_a_client_retrying_after_retry_after_finds_its_connection_open(service):
+    """A 503 says Retry-After: 5; a client that waits that long and sends its retry on the same
+    keep-alive connection must find it open (uvicorn closes idle connections after 5 s by default,
+    which raced such retries under load: benchmarks/load.py saw HTTPConnectionClosed)."""
+    from api.outages import RETRY_AFTER_S
+
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    connection.request("GET", "/healthz")
+    first = connection.getresponse()
+    assert first.status == 200 and first.read()
+    socket_used = connection.sock
+    time.sleep(RETRY_AFTER_S + 1)
+    connection.request("GET", "/healthz")  # closed by the server meanwhile: RemoteDisconnected here
+    again = connection.getresponse()
+    assert again.status == 200 and again.read() and connection.sock is socket_used
+    connection.close()
