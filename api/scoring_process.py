@@ -20,16 +20,24 @@ if TYPE_CHECKING:
     from api.schemas import ScoreResult
     from api.settings import ServiceSettings
     from auditor.scoring import Scorer
+    from detectors import Detector
 
 log = logging.getLogger(__name__)
 
 _scorer: Scorer | None = None  # the child's own
 
 
-def _load(settings: ServiceSettings) -> None:
+def _load(settings: ServiceSettings, detectors: list[type[Detector]]) -> None:
     global _scorer
     from api.tiers import load_fast_scorer
+    from detectors import register, registered
 
+    # The parent's registry, plug-ins included (classes travel by reference: their modules are
+    # imported here), so that the child computes and declares the same columns.
+    known = registered()
+    for cls in detectors:
+        if known.get(cls.name) is not cls:
+            register(cls)
     _scorer = load_fast_scorer(settings)
 
 
@@ -55,8 +63,13 @@ class ScoringProcess:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
+                from detectors import registered
+
                 self._pool = ProcessPoolExecutor(
-                    1, multiprocessing.get_context("spawn"), initializer=_load, initargs=(self.settings,)
+                    1,
+                    multiprocessing.get_context("spawn"),
+                    initializer=_load,
+                    initargs=(self.settings, list(registered().values())),
                 )
             return self._pool
 
