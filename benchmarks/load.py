@@ -72,7 +72,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from api_load import cpu_name  # noqa: E402
 from faults import Deployment, PrivatePostgres, PrivateRedis, postgres_bin, service_env  # noqa: E402
 
 from auditor.corpus import load_corpus  # noqa: E402
@@ -370,15 +372,6 @@ def summary(cell: Cell) -> dict:
     }
 
 
-def cpu() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        name = "unknown CPU"
-    return f"{name}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable)"
-
-
 def markdown(cells: list[Cell], args: argparse.Namespace, command: str, wrapped: bool) -> str:
     lines = []
     if args.smoke_label:
@@ -386,7 +379,7 @@ def markdown(cells: list[Cell], args: argparse.Namespace, command: str, wrapped:
     lines += [
         f"`{command}`",
         "",
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; CPU: {cpu()}",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; CPU: {cpu_name()}",
         f"- deployment: private PostgreSQL and Redis, `auditor serve --workers 0`"
         f"{f' --web-processes {args.web_processes}' if args.web_processes else ''}, {args.workers} `auditor worker` "
         f"processes; JOB_STALE_SECONDS {args.stale_seconds:g}, chunks of 8 rows",
