@@ -249,8 +249,9 @@ def _methods(estimator: Estimator) -> Methods:
             "flag count corrected for the detector's false- and true-positive rates: flat prior on prevalence, error "
             "rates integrated over their Beta posteriors, posterior mode with highest-density interval"
             + (
-                f"; the interval also allows for how the rates vary between kinds of text (between-source SD of logit "
-                f"FPR {rates.fpr_spread:.2f}, of logit TPR {rates.tpr_spread:.2f}): give --human-reference and "
+                f"; rates not measured on the vendor's task may differ on it as between kinds of text (SD of logit "
+                f"FPR {rates.fpr_spread:.2f}, of logit TPR {rates.tpr_spread:.2f}, at least the floors chosen on the "
+                "calibration split), and the interval allows for that: give --human-reference and "
                 "--machine-reference texts of the vendor's task to narrow it"
                 if rates.heterogeneous
                 else ""

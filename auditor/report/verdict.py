@@ -10,8 +10,9 @@ service all read the same decision.
 
 where the headline interval is the one the report shows: when the vendor's scores do not fit the
 references (``calibration_fit.consistent`` false) it is already widened to error rates that may
-vary as much as they do between kinds of text, so its statements still hold; the verdict uses them
-and advises task references to narrow it. With fewer than ``MIN_SCORED`` (10) scored items the
+vary as much as they do between kinds of text, with no upper end unless LLM texts of the task
+measured the detector's sensitivity, so its statements still hold; the verdict uses them and
+advises task references to narrow it. With fewer than ``MIN_SCORED`` (10) scored items the
 interval is [0, 1]: an estimate from a handful of texts (a bootstrap of three scores) is no basis
 for a statement.
 

@@ -1,11 +1,14 @@
 """The Estimator: one object built from the calibration and the task's references, used by the
 audit (vendors, workers, batches) and the gate (sequential bounds)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from auditor.calibration import calibrate
 from auditor.estimate import Estimator
+from auditor.estimate.estimator import UNFAMILIAR_FPR_SPREAD, UNFAMILIAR_TPR_SPREAD
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,28 @@ def test_the_gates_sequential_bounds_hold_the_point_share_and_narrow_with_more_d
         widths.append(high - low)
     assert widths[0] > widths[1] > widths[2]
     assert estimator.point_share(0, 0) is None
+
+
+def test_rates_not_measured_on_the_task_may_differ_on_it_at_least_by_the_floors(calibration):
+    floors = (UNFAMILIAR_FPR_SPREAD, UNFAMILIAR_TPR_SPREAD)
+    defaults = Estimator.build(calibration, 0.9).rates
+    assert (defaults.fpr_spread, defaults.tpr_spread) >= floors and defaults.fpr_spread >= UNFAMILIAR_FPR_SPREAD
+    rng = np.random.default_rng(6)
+    human_only = Estimator.build(calibration, 0.9, human=rng.beta(2, 8, 100)).rates
+    assert human_only.fpr_spread == 0.0 and human_only.tpr_spread >= UNFAMILIAR_TPR_SPREAD
+    both = Estimator.build(calibration, 0.9, human=rng.beta(2, 8, 100), machine=rng.beta(6, 2, 100)).rates
+    assert (both.fpr_spread, both.tpr_spread) == (0.0, 0.0)
+
+
+def test_a_clean_register_flagged_like_the_99th_percentile_register_is_not_declared_above_5_percent(calibration):
+    """Human texts of a register that scores higher than any the calibration saw (10% flagged,
+    the non-native essays' kind of shift): without task references the interval's lower end
+    stays at or below 5%; with the calibration's rates taken as exact it would not."""
+    n, flagged = 600, 60
+    estimator = Estimator.build(calibration, 0.9)
+    assert estimator.rates.fpr < 0.03
+    vendor = np.concatenate([np.full(flagged, 0.99), np.full(n - flagged, 0.05)])
+    estimate = estimator.vendor(vendor, n_flagged=flagged)
+    assert estimate.from_flags.ci_low <= 0.05 and estimate.prevalence.ci_low <= 0.05
+    exact = replace(estimator, rates=replace(estimator.rates, fpr_spread=0.0, tpr_spread=0.0))
+    assert exact.vendor(vendor, n_flagged=flagged).from_flags.ci_low > 0.05

@@ -1,6 +1,8 @@
 """The statistics of task-aware audits: does the calibration fit a vendor, a mixture interval
 that is never zero-width, and a lower bound from a human reference alone."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,10 @@ def test_a_vendor_whose_scores_do_not_fit_gets_a_wide_interval_not_a_confident_z
     widened = estimator._unfamiliar_task_prevalence(2, 48, confident, confident)
     assert widened.ci_high > max(confident.ci_high, 0.1)
     assert widened.ci_low <= confident.ci_low and widened.estimate == confident.estimate
+    # without LLM texts of the task the detector may be blind to it: no upper end
+    assert widened.ci_high == 1.0
+    measured = replace(estimator, task_tpr_measured=True)._unfamiliar_task_prevalence(2, 48, confident, confident)
+    assert max(confident.ci_high, 0.1) < measured.ci_high < 1.0
 
 
 @pytest.mark.parametrize("n", [0, 1])
