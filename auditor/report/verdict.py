@@ -168,7 +168,12 @@ def _misfit_note(vendor: VendorReport, widened: bool = True) -> str:
         "the vendor's scores do not fit a mixture of the reference scores "
         f"(p = {vendor.calibration_fit.p_value:.3g}), so the detector's error rates on this task are unknown"
     )
-    return note + (" and the interval is widened to the error rates seen across kinds of text" if widened else "")
+    if not widened:
+        return note
+    note += " and the interval is widened to the error rates seen across kinds of text"
+    if vendor.prevalence.ci_high >= 1.0:
+        note += ", with no upper end: without LLM-written texts of the task, the detector may be missing its LLM text"
+    return note
 
 
 def _narrowing_advice() -> str:

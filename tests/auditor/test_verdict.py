@@ -198,3 +198,10 @@ def test_a_tolerance_verdict_round_trips_through_report_json():
     again = VendorReport.model_validate_json(report.model_dump_json()).verdict
     assert again is not None and again.model_dump() == report.verdict.model_dump()
     assert again.decision == "above" and again.tolerance == 0.1
+
+
+def test_a_misfit_interval_without_an_upper_end_says_the_detector_may_be_missing_llm_text():
+    open_ended = verdict_for(vendor((0.13, 0.0, 1.0), fit=False), 0.9, 0.05)
+    assert open_ended.decision == "undetermined" and "no upper end" in open_ended.reason
+    bounded = verdict_for(vendor((0.13, 0.0, 0.6), fit=False), 0.9, 0.05)
+    assert "widened" in bounded.reason and "no upper end" not in bounded.reason
