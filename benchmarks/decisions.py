@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,8 +64,15 @@ def _scores(frame: pd.DataFrame) -> np.ndarray:
 
 
 def run(
-    pool: pd.DataFrame, replicates: int, seed: int, fit_test: str, fit_margin: float, references: bool = True
+    pool: pd.DataFrame,
+    replicates: int,
+    seed: int,
+    fit_test: str,
+    fit_margin: float,
+    references: bool = True,
+    decisions: Callable[[Estimator, np.ndarray, float], dict] = decisions,
 ) -> pd.DataFrame:
+    """One row per vendor audit; ``decisions`` makes the row (other benchmarks add columns)."""
     calibration = load_calibration(default_bundle_dir())
 
     def estimator(*references: np.ndarray) -> Estimator:

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from scipy.special import logit
 from scipy.stats import norm
@@ -34,10 +35,24 @@ from detectors.bundle import default_bundle_dir  # noqa: E402
 COVERAGES = (0.95, 0.99)
 
 
-def register_shift(pool: pd.DataFrame, threshold: float, fpr: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def register_effects(pool: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Each human register's median logit score, and every human text's logit score minus its
+    register's median (the pooled within-register shape)."""
     human = pool[pool["train_label"] == 0]
     z = pd.Series(logit(human["llm_probability"].clip(1e-6, 1 - 1e-6)), index=human.index)
     location = z.groupby(human["task"]).median()
+    return location, (z - human["task"].map(location)).to_numpy()
+
+
+def shifted_register(location: pd.Series, coverage: float) -> float:
+    """The median logit score of a register at the ``coverage`` percentile of the register effects."""
+    return float(location.mean() + norm.ppf(coverage) * location.std(ddof=1))
+
+
+def register_shift(pool: pd.DataFrame, threshold: float, fpr: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    human = pool[pool["train_label"] == 0]
+    z = pd.Series(logit(human["llm_probability"].clip(1e-6, 1 - 1e-6)), index=human.index)
+    location, within = register_effects(pool)
     registers = pd.DataFrame(
         {
             "n": human.groupby("task").size(),
@@ -45,10 +60,9 @@ def register_shift(pool: pd.DataFrame, threshold: float, fpr: float) -> tuple[pd
             "FPR at threshold": (z > logit(threshold)).groupby(human["task"]).mean(),
         }
     )
-    within = (z - human["task"].map(location)).to_numpy()
     rows = []
     for coverage in COVERAGES:
-        shifted = location.mean() + norm.ppf(coverage) * location.std(ddof=1)
+        shifted = shifted_register(location, coverage)
         shifted_fpr = float((within + shifted > logit(threshold)).mean())
         spread = (logit(shifted_fpr) - logit(fpr)) / norm.ppf(0.95)
         rows.append({"register percentile": coverage, "FPR at threshold": shifted_fpr, "logit FPR spread": spread})
