@@ -9,7 +9,7 @@ pooled within-register shape of the split's human texts, moved to the register e
 percentile) also gives a lower bound that needs no true-positive rate at all: at a cut-off t the
 LLM share is at least (S_vendor(t) - S_register(t)) / (1 - S_register(t)), S = share above t.
 Two ways to pick t, each at 95% one-sided: every cut-off with the Dvoretzky-Kiefer-Wolfowitz
-slack (as ``auditor.stats.prevalence_lower_bound`` does with a task's human reference), and three
+slack (``auditor.stats.prevalence_lower_bound``, the register as its human reference), and three
 fixed cut-offs (the threshold, 0.95, 0.99) with Clopper-Pearson bounds and a Bonferroni split.
 Vendors and decisions exactly as ``benchmarks/decisions.py`` (without task references); the
 verdict's "at least" becomes the larger of its own and the bound. Shown for the target's 99th
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import logit
+from scipy.special import expit
 from scipy.stats import beta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,51 +41,39 @@ from register_shift import register_effects, shifted_register  # noqa: E402
 from auditor.estimate import Estimator  # noqa: E402
 from auditor.estimate.estimator import AGREEMENT, FIT_MARGIN  # noqa: E402
 from auditor.report.verdict import decide  # noqa: E402
+from auditor.stats import prevalence_lower_bound  # noqa: E402
 
 COVERAGES = (0.99, 0.95)
 FIXED_CUTS = (None, 0.95, 0.99)  # None: the calibration's threshold
 ALPHA = (1 - LEVEL) / 2
 
-Survival = Callable[[np.ndarray], np.ndarray]
+
+def register_scores(within: np.ndarray, median: float) -> np.ndarray:
+    """A register's human scores (probabilities): the within-register shape at ``median``."""
+    return expit(within + median)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    return logit(np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6))
+def dkw_bound(scores: np.ndarray, register: np.ndarray) -> float:
+    bound = prevalence_lower_bound(scores, register, LEVEL)
+    return bound.bound if bound is not None else 0.0
 
 
-def register_survival(within: np.ndarray, median: float) -> Survival:
-    """Share of a register's human scores above a logit cut-off: the within-register shape at ``median``."""
-    shape = np.sort(within)
-    return lambda cuts: 1 - np.searchsorted(shape, np.asarray(cuts) - median, side="right") / len(shape)
-
-
-def dkw_bound(scores: np.ndarray, survival: Survival) -> float:
-    z = np.sort(_logit(scores))
-    cuts = np.unique(z)
-    vendor = 1 - np.searchsorted(z, cuts, side="right") / len(z)
-    human = survival(cuts)
-    usable = human < 1
-    bounds = (vendor[usable] - np.sqrt(np.log(1 / ALPHA) / (2 * len(z))) - human[usable]) / (1 - human[usable])
-    return max(0.0, float(bounds.max())) if len(bounds) else 0.0
-
-
-def fixed_cut_bound(scores: np.ndarray, survival: Survival, threshold: float) -> float:
-    z, best = _logit(scores), 0.0
+def fixed_cut_bound(scores: np.ndarray, register: np.ndarray, threshold: float) -> float:
+    best = 0.0
     for cut in (threshold if c is None else c for c in FIXED_CUTS):
-        t = float(_logit(np.array([cut]))[0])
-        k = int((z > t).sum())
-        low = 0.0 if k == 0 else float(beta.ppf(ALPHA / len(FIXED_CUTS), k, len(z) - k + 1))
-        human = float(survival(np.array([t]))[0])
+        k = int((scores > cut).sum())
+        low = 0.0 if k == 0 else float(beta.ppf(ALPHA / len(FIXED_CUTS), k, len(scores) - k + 1))
+        human = float((register > cut).mean())
         best = max(best, (low - human) / (1 - human))
     return best
 
 
-def with_bounds(survivals: dict[float, Survival]) -> Callable[[Estimator, np.ndarray, float], dict]:
+def with_bounds(registers: dict[float, np.ndarray]) -> Callable[[Estimator, np.ndarray, float], dict]:
     def row(estimator: Estimator, scores: np.ndarray, share: float) -> dict:
         out = decisions(estimator, scores, share)
-        for coverage, survival in survivals.items():
-            out[f"dkw@{coverage:g}"] = dkw_bound(scores, survival)
-            out[f"fixed@{coverage:g}"] = fixed_cut_bound(scores, survival, estimator.calibration.threshold)
+        for coverage, register in registers.items():
+            out[f"dkw@{coverage:g}"] = dkw_bound(scores, register)
+            out[f"fixed@{coverage:g}"] = fixed_cut_bound(scores, register, estimator.calibration.threshold)
         return out
 
     return row
@@ -132,16 +120,16 @@ def main() -> None:
     work = ROOT / "out" / ("prevalence-bench" if args.split == "test" else "prevalence-bench-cal")
     pool = task_pool(work, args.split)
     location, within = register_effects(pool)
-    survivals = {c: register_survival(within, shifted_register(location, c)) for c in COVERAGES}
+    registers = {c: register_scores(within, shifted_register(location, c)) for c in COVERAGES}
     started = time.time()
     results = run_decisions(
-        pool, args.replicates, 0, AGREEMENT, FIT_MARGIN, references=False, decisions=with_bounds(survivals)
+        pool, args.replicates, 0, AGREEMENT, FIT_MARGIN, references=False, decisions=with_bounds(registers)
     )
-    registers = (
+    described = (
         f"{len(location)} human registers, {len(within)} texts; register effects mean {location.mean():.2f}, "
         f"SD {location.std(ddof=1):.2f} (logit)"
     )
-    text = markdown(results, args.split, time.time() - started, registers)
+    text = markdown(results, args.split, time.time() - started, described)
     (ROOT / "benchmarks" / "results" / f"register_bound_{args.split}.md").write_text(text)
     print(text)
 
